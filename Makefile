@@ -1,0 +1,48 @@
+# Two commands on a fresh machine:  make demo  |  make test
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+export KERAS_BACKEND ?= tensorflow
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export MPLBACKEND ?= Agg
+
+# Demo: a synthetic 3-class dataset, a short two-phase training run on the CPU, then predict + mIoU.
+DEMO_TRAIN := --num_classes 4 --backbone vgg --model_path "" --input_shape 96 128 \
+	--Freeze_Epoch 2 --UnFreeze_Epoch 8 --Freeze_batch_size 8 --Unfreeze_batch_size 8 \
+	--optimizer_type adam --eval_period 2 --save_period 4 --save_dir logs/demo
+DEMO_MODEL := --model_path logs/demo/best_epoch_weights.weights.h5 --num_classes 4 --input_shape 96 128
+DEMO_NAMES := --name_classes background circle square triangle
+
+.PHONY: venv demo test lint clean-demo
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11+ is needed (found $$($(PYTHON) --version)); set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@# opencv-python needs libGL and glib from the system; install them where we can.
+	@$(PY) -c "import cv2" 2>/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && apt-get install -y -qq libgl1 libglib2.0-0 >/dev/null; \
+		else echo "import cv2 failed: install libGL and glib, e.g. sudo apt-get install libgl1 libglib2.0-0"; exit 1; fi; }
+	$(PY) -c "import cv2, keras, tensorflow as tf; print('tensorflow', tf.__version__, 'keras', keras.__version__, 'opencv', cv2.__version__)"
+	touch $@
+
+demo: venv
+	$(PY) -m utils.demo_data
+	$(PY) voc_annotation.py
+	$(PY) train.py $(DEMO_TRAIN)
+	$(PY) predict.py --mode dir_predict $(DEMO_MODEL) --dir_origin_path img/ --dir_save_path img_out/
+	$(PY) get_miou.py $(DEMO_MODEL) $(DEMO_NAMES)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: venv lint
+	$(PY) -m pytest -q
+
+clean-demo:
+	rm -rf VOCdevkit/VOC2007/JPEGImages VOCdevkit/VOC2007/SegmentationClass \
+		VOCdevkit/VOC2007/ImageSets logs/demo img_out miou_out

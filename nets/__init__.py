@@ -1,0 +1,1 @@
+"""Pure functional model builders: encoders and the U-Net."""

@@ -1,0 +1,1 @@
+"""Training, data and evaluation helpers, one concern per module."""
