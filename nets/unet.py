@@ -24,7 +24,9 @@ HEAD_NAME = "final_conv"
 def check_input_shape(input_shape: Sequence[int]) -> tuple[int, int]:
     """Return (h, w) or raise a ValueError suggesting the nearest multiples of 32."""
     if len(input_shape) not in (2, 3) or (len(input_shape) == 3 and input_shape[2] != 3):
-        raise ValueError(f"input_shape {list(input_shape)} must be [height, width], e.g. [512, 512].")
+        raise ValueError(
+            f"input_shape {list(input_shape)} must be [height, width], e.g. [512, 512]."
+        )
     h, w = (int(v) for v in input_shape[:2])
     for name, size in (("height", h), ("width", w)):
         if size < 32 or size % 32:

@@ -10,8 +10,8 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _fresh_keras_session():
-    """Each test starts with fresh Keras name counters and an empty graph."""
+    """Each test module starts with fresh Keras name counters and an empty graph."""
     keras.backend.clear_session()
     yield

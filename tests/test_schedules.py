@@ -78,10 +78,13 @@ def test_fit_learning_rates_scales_sgd():
     assert fit_learning_rates(1, 1e-3, 1e-5, "sgd") == pytest.approx((5e-4, 5e-6))
 
 
-@pytest.mark.parametrize("call", [
-    lambda: fit_learning_rates(2, 1e-4, 1e-6, "rmsprop"),
-    lambda: make_optimizer("rmsprop", 1e-4, 0.9),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: fit_learning_rates(2, 1e-4, 1e-6, "rmsprop"),
+        lambda: make_optimizer("rmsprop", 1e-4, 0.9),
+    ],
+)
 def test_unknown_optimizer_type_is_rejected(call):
     with pytest.raises(ValueError, match=r"'adam', 'sgd'"):
         call()

@@ -76,9 +76,7 @@ def CE(cls_weights: Sequence[float]) -> LossFn:
     return loss
 
 
-def Focal_Loss(
-    cls_weights: Sequence[float], alpha: float | None = 0.5, gamma: float = 2
-) -> LossFn:
+def Focal_Loss(cls_weights: Sequence[float], alpha: float | None = 0.5, gamma: float = 2) -> LossFn:
     """Class-weighted focal loss, -(1-pt)^gamma·alpha·log(pt), averaged over valid pixels."""
     weights = _as_weights(cls_weights)
 

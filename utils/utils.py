@@ -15,7 +15,7 @@ class ImageReadError(ValueError):
 
 
 def read_image(path: str | Path) -> Image.Image:
-    """Open and fully decode an image, naming the file in any error (0-byte, truncated, not an image).
+    """Open and fully decode an image; any failure (0-byte, truncated, not an image) names the file.
 
     EXIF orientation is deliberately not applied, like the original: labels are drawn on the
     stored pixels, so rotating only the image would misalign them.
@@ -29,8 +29,10 @@ def read_image(path: str | Path) -> Image.Image:
         image = Image.open(path)
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ImageReadError(f"{path}: cannot be read as an image ({error}); "
-                             "it is truncated or not an image file, replace or remove it.") from error
+        raise ImageReadError(
+            f"{path}: cannot be read as an image ({error}); "
+            "it is truncated or not an image file, replace or remove it."
+        ) from error
     return image
 
 
