@@ -1,0 +1,167 @@
+"""A small synthetic VOC-format dataset for the demo: `python -m utils.demo_data`.
+
+Three object classes (1 circle, 2 square, 3 triangle) of random size, rotation, texture and
+colour on cluttered, muted backgrounds; labels are VOC-palette "P" PNGs with a 255 (ignore)
+border around every object, like VOC. The same arguments always give the same files.
+
+Object hues lean towards one family per class (circles reddish, squares greenish, triangles
+bluish, +-45 degrees): with fully random colours (`--random_colours`) a small U-Net needs far
+more than the demo's few CPU minutes to learn the shapes alone.
+"""
+
+import argparse
+import colorsys
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+
+from utils.dataset_audit import IGNORE_VALUE, image_dir, label_dir, save_label
+
+CLASSES = ("background", "circle", "square", "triangle")
+IMAGE_SIZE = (160, 120)  # (w, h)
+LARGE_SIZE = (500, 375)
+MUTED, VIVID = (0.0, 0.35), (0.55, 1.0)  # saturation of background / object colours
+CLASS_HUES = {1: 0.0, 2: 1 / 3, 3: 2 / 3}  # red, green, blue families
+HUE_SPREAD = 1 / 8  # +-45 degrees around the family hue
+MIN_CONTRAST = 100  # RGB distance between an object and the background behind it
+DEMO_ID = re.compile(r"demo_\d{4}\.(jpg|png)")
+
+
+def _colour(rng: np.random.Generator, saturation: tuple, value: tuple,
+            hue: float | None = None) -> np.ndarray:
+    """A random RGB colour (floats 0-255): saturation and value in the ranges, hue random
+    unless given."""
+    hue = rng.uniform(0, 1) if hue is None else hue
+    rgb = colorsys.hsv_to_rgb(hue % 1.0, rng.uniform(*saturation), rng.uniform(*value))
+    return np.array(rgb) * 255
+
+
+def _background(rng: np.random.Generator, w: int, h: int) -> Image.Image:
+    """A muted two-colour gradient with noise, lines and small blobs (all background)."""
+    c0, c1 = (_colour(rng, MUTED, (0.15, 0.85)) for _ in range(2))
+    angle = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
+    t = np.clip((xx * np.cos(angle) + yy * np.sin(angle) + 1) / 2, 0, 1)[..., None]
+    pixels = c0 * (1 - t) + c1 * t + rng.normal(0, rng.uniform(4, 14), (h, w, 3))
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+    draw = ImageDraw.Draw(image)
+    for _ in range(rng.integers(1, 6)):
+        points = rng.uniform(-0.1, 1.1, 4) * (w, h, w, h)
+        draw.line(points.tolist(), fill=tuple(_colour(rng, MUTED, (0, 1)).astype(int).tolist()),
+                  width=max(1, round(rng.integers(1, 4) * h / IMAGE_SIZE[1])))
+    for _ in range(rng.integers(1, 5)):
+        centre, radius = rng.uniform(0, 1, 2) * (w, h), h * rng.uniform(0.02, 0.06)
+        angles = np.sort(rng.uniform(0, 2 * np.pi, rng.integers(5, 9)))
+        radii = radius * rng.uniform(0.5, 1.3, len(angles))
+        blob = centre + np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
+        colour = tuple(_colour(rng, MUTED, (0, 1)).astype(int).tolist())
+        draw.polygon([tuple(p) for p in blob.tolist()], fill=colour)
+    return image
+
+
+def _shape_mask(rng: np.random.Generator, class_id: int, w: int, h: int) -> np.ndarray:
+    """A boolean mask of one circle, square or triangle, 15-45% of the image height across."""
+    radius = h * rng.uniform(0.15, 0.45) / 2
+    centre = rng.uniform((radius, radius), (w - radius, h - radius))
+    mask = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(mask)
+    if class_id == 1:
+        draw.ellipse([*(centre - radius), *(centre + radius)], fill=1)
+    else:
+        corners = 4 if class_id == 2 else 3
+        angles = rng.uniform(0, 2 * np.pi) + np.arange(corners) * 2 * np.pi / corners
+        points = centre + radius * 1.1 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        draw.polygon([tuple(p) for p in points.tolist()], fill=1)
+    return np.asarray(mask, bool)
+
+
+def _texture(rng: np.random.Generator, w: int, h: int, avoid: np.ndarray,
+             hue: float | None) -> np.ndarray:
+    """A vivid colour that stands out from `avoid`: plain, striped or noisy, (h, w, 3) floats."""
+    for _attempt in range(20):
+        colour = _colour(rng, VIVID, (0.5, 1), hue)
+        if np.linalg.norm(colour - avoid) > MIN_CONTRAST:
+            break
+    kind = rng.integers(3)
+    if kind == 0:
+        return np.broadcast_to(colour, (h, w, 3))
+    if kind == 1:
+        angle, period = rng.uniform(0, np.pi), rng.uniform(4, 12) * h / IMAGE_SIZE[1]
+        yy, xx = np.mgrid[0:h, 0:w]
+        wave = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period)
+        return colour + wave[..., None] * rng.uniform(20, 40)
+    return colour + rng.normal(0, 15, (h, w, 3))
+
+
+def make_scene(
+    rng: np.random.Generator, size: tuple[int, int] = IMAGE_SIZE, class_hues: bool = True
+):
+    """One RGB image (uint8, h x w x 3) with 1-3 objects of different classes, and its label."""
+    w, h = size
+    image = np.asarray(_background(rng, w, h), np.float64).copy()
+    label = np.zeros((h, w), np.uint8)
+    for class_id in rng.permutation(np.arange(1, len(CLASSES)))[:rng.integers(1, 4)]:
+        for _attempt in range(10):  # keep objects mostly apart so each stays recognisable
+            mask = _shape_mask(rng, int(class_id), w, h)
+            if (label[mask] > 0).mean() < 0.1:
+                break
+        hue = CLASS_HUES[class_id] + rng.uniform(-HUE_SPREAD, HUE_SPREAD) if class_hues else None
+        image[mask] = _texture(rng, w, h, image[mask].mean(axis=0), hue)[mask]
+        label[mask] = class_id
+    kernel = np.ones((3, 3), np.uint8)
+    border = cv2.dilate(label, kernel) != cv2.erode(label, kernel)  # 2 px across every edge
+    label[border] = IGNORE_VALUE
+    return np.clip(image, 0, 255).astype(np.uint8), label
+
+
+def write_demo_dataset(
+    out: str | Path = "VOCdevkit",
+    num_images: int = 300,
+    img_dir: str | Path = "img",
+    seed: int = 0,
+    class_hues: bool = True,
+) -> str:
+    """Write the images, labels and sample pictures; returns a one-line summary."""
+    images, labels = image_dir(out), label_dir(out)
+    images.mkdir(parents=True, exist_ok=True)
+    labels.mkdir(parents=True, exist_ok=True)
+    for stale in [*images.iterdir(), *labels.iterdir()]:
+        if DEMO_ID.fullmatch(stale.name) and int(stale.name[5:9]) >= num_images:
+            stale.unlink()
+    for index in range(num_images):
+        image, label = make_scene(np.random.default_rng([seed, index]), class_hues=class_hues)
+        Image.fromarray(image).save(images / f"demo_{index:04d}.jpg", quality=95)
+        save_label(label, labels / f"demo_{index:04d}.png")
+
+    img_dir = Path(img_dir)
+    img_dir.mkdir(parents=True, exist_ok=True)
+    for index in range(1, 5):
+        image, _ = make_scene(np.random.default_rng([seed, 10**6 + index]), class_hues=class_hues)
+        Image.fromarray(image).save(img_dir / f"demo_{index}.jpg", quality=95)
+    image, _ = make_scene(np.random.default_rng([seed, 2 * 10**6]), LARGE_SIZE, class_hues)
+    Image.fromarray(image).save(img_dir / "demo_large.jpg", quality=95)
+    return (f"Wrote {num_images} demo images ({IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}) and labels "
+            f"(1 circle, 2 square, 3 triangle, 255 borders; num_classes = 4) to "
+            f"{Path(out) / 'VOC2007'}, and demo_1..4.jpg + demo_large.jpg "
+            f"({LARGE_SIZE[0]}x{LARGE_SIZE[1]}) to {img_dir}/.")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="VOCdevkit", help="the VOCdevkit folder to write into")
+    parser.add_argument("--num_images", type=int, default=300)
+    parser.add_argument("--img_dir", default="img", help="where the sample pictures go")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--random_colours", action="store_true",
+                        help="any hue for any class: shape is the only cue (much slower to learn)")
+    args = parser.parse_args(argv)
+    print(write_demo_dataset(args.out, args.num_images, args.img_dir, args.seed,
+                             class_hues=not args.random_colours))
+
+
+if __name__ == "__main__":
+    main()
