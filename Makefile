@@ -6,11 +6,15 @@ export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export MPLBACKEND ?= Agg
 
-# Demo: a synthetic 3-class dataset, a short two-phase training run on the CPU, then predict + mIoU.
-DEMO_TRAIN := --num_classes 4 --backbone vgg --model_path "" --input_shape 96 128 \
-	--Freeze_Epoch 2 --UnFreeze_Epoch 8 --Freeze_batch_size 8 --Unfreeze_batch_size 8 \
-	--optimizer_type adam --eval_period 2 --save_period 4 --save_dir logs/demo
-DEMO_MODEL := --model_path logs/demo/best_epoch_weights.weights.h5 --num_classes 4 --input_shape 96 128
+# Demo: a synthetic 3-class dataset, a short two-phase training run from scratch on the CPU, then
+# predict + mIoU. resnet50, not vgg: without ImageNet weights, VGG16 (no batch norm, N(0, 0.02)
+# init) hardly leaves the all-background solution in a CPU budget; resnet50's batch norm trains
+# from scratch in a few epochs (val mIoU ~0.9 after 10). Adam's LR is pinned to 1e-4 anyway.
+DEMO_TRAIN := --num_classes 4 --backbone resnet50 --model_path "" --input_shape 64 96 \
+	--Freeze_Epoch 1 --UnFreeze_Epoch 10 --Freeze_batch_size 4 --Unfreeze_batch_size 4 \
+	--optimizer_type adam --eval_period 2 --save_period 5 --save_dir logs/demo
+DEMO_MODEL := --model_path logs/demo/best_epoch_weights.weights.h5 --num_classes 4 \
+	--backbone resnet50 --input_shape 64 96
 DEMO_NAMES := --name_classes background circle square triangle
 
 .PHONY: venv demo test lint clean-demo
