@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from unet import Unet as Predictor
 from utils.metrics import evaluate_split
-from utils.weights import save_weights_atomic
+from utils.weights import CheckpointWriteError, save_weights_atomic
 
 STATE_DIR = "training_state"
 
@@ -251,12 +251,19 @@ def save_training_state(save_dir: str | Path, model: keras.Model, state: dict[st
     """
     final, tmp, old = _state_dirs(Path(save_dir))
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_weights(tmp / "model.weights.h5")
-    store: dict[str, np.ndarray] = {}
-    model.optimizer.save_own_variables(store)
-    np.savez(tmp / "optimizer.npz", **store)
-    (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
+    try:
+        tmp.mkdir(parents=True)
+        model.save_weights(tmp / "model.weights.h5")
+        store: dict[str, np.ndarray] = {}
+        model.optimizer.save_own_variables(store)
+        np.savez(tmp / "optimizer.npz", **store)
+        (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
+    except OSError as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointWriteError(
+            f"{tmp} could not be written ({error}). Free disk space or set save_dir to another "
+            f"folder; {final} keeps the previous epoch's state."
+        ) from error
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)

@@ -142,8 +142,14 @@ def write_splits(
     if not labels.is_dir():
         raise DatasetError(f"{labels}: folder not found. Put the label PNGs there and the images "
                            f"in {labels.with_name('JPEGImages')}.")
-    splits = split_ids([p.stem for p in labels.glob("*.png")], trainval_percent, train_percent,
-                       seed)
+    ids = [p.stem for p in labels.glob("*.png")]
+    spaced = sorted(i for i in ids if i.split() != [i])
+    if spaced:
+        raise DatasetError(
+            f"{len(spaced)} label name(s) contain spaces: {name_files(spaced)}. Split files hold "
+            "one name per line and training reads each line up to its first space (as the "
+            "original does): rename these labels and their images without spaces, e.g. with _.")
+    splits = split_ids(ids, trainval_percent, train_percent, seed)
     out = Path(dataset_path) / SPLITS_DIR
     out.mkdir(parents=True, exist_ok=True)
     for name, ids in splits.items():

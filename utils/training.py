@@ -41,7 +41,7 @@ from utils.schedules import (
     make_optimizer,
 )
 from utils.utils import show_config
-from utils.weights import load_weights
+from utils.weights import CheckpointWriteError, load_weights
 
 # mixed_precision values -> Keras dtype policies (False kept for configs written as the PyTorch
 # sibling's `fp16 = False`).
@@ -62,7 +62,7 @@ class TrainingError(ValueError):
 
 
 # Errors whose message is the whole story: train.py prints them without a traceback.
-USER_ERRORS = (TrainingError, DatasetError, NonFiniteLossError)
+USER_ERRORS = (TrainingError, DatasetError, NonFiniteLossError, CheckpointWriteError)
 
 
 @dataclass

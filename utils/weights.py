@@ -291,6 +291,10 @@ def load_weights(model: keras.Model, path: str | Path, backbone: str,
     return report
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, folder removed); the previous one is kept."""
+
+
 def save_weights_atomic(model: keras.Model, path: str | Path) -> None:
     """Save to a temporary file in the same folder, then rename, so `path` is never half-written."""
     path = Path(path)
@@ -303,6 +307,11 @@ def save_weights_atomic(model: keras.Model, path: str | Path) -> None:
     try:
         model.save_weights(temp)
         os.replace(temp, path)
+    except OSError as error:
+        raise CheckpointWriteError(
+            f"{path} could not be written ({error}). Free disk space or set save_dir to another "
+            "folder; the file keeps its previous content."
+        ) from error
     finally:
         Path(temp).unlink(missing_ok=True)
 
