@@ -4,9 +4,10 @@ The predictor settings (model_path, backbone, input_shape, ...) are set in unet.
 or here with `--name value`; num_classes below is shared with the predictor.
 """
 
+import time
 from pathlib import Path
 
-from unet import Unet
+from unet import Unet, onnx_forward
 from utils.config import load_config, read_dict_help
 from utils.dataloader import read_split
 from utils.metrics import (
@@ -34,6 +35,14 @@ name_classes = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", 
 VOCdevkit_path = "VOCdevkit"
 # folder for the predictions (detection-results/), tables and plots
 miou_out_path = "miou_out"
+# score an ONNX model (e.g. predict.py --mode export_onnx --quantize int8) instead of model_path
+onnx_path = ""
+
+
+def print_speed(seconds: float, num_images: int) -> None:
+    """Wall time per image, file reading and writing included: compare models with it."""
+    print(f"{num_images} images in {seconds:.1f} s "
+          f"({seconds / max(num_images, 1) * 1000:.0f} ms per image).")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,16 +62,23 @@ def main(argv: list[str] | None = None) -> None:
 
     if cfg.miou_mode in (0, 1):
         print("Load model.")
-        unet = Unet(**{key: getattr(cfg, key) for key in Unet._defaults})
+        settings = {key: getattr(cfg, key) for key in Unet._defaults}
+        if cfg.onnx_path:
+            unet = Unet(forward=onnx_forward(cfg.onnx_path, cfg.input_shape), **settings)
+        else:
+            unet = Unet(**settings)
         print("Load model done.")
         print("Get predict result.")
+        start = time.perf_counter()
     if cfg.miou_mode == 1:
         predict_split(unet, cfg.VOCdevkit_path, ids, cfg.miou_out_path)
         print("Get predict result done.")
+        print_speed(time.perf_counter() - start, len(ids))
         return
     if cfg.miou_mode == 0:  # the same call as training's evaluation callback
         hist = evaluate_split(unet, cfg.VOCdevkit_path, ids, cfg.miou_out_path, cfg.num_classes,
                               cfg.name_classes)["hist"]
+        print_speed(time.perf_counter() - start, len(ids))
         IoUs, PA_Recall, Precision = (
             per_class_iu(hist), per_class_PA_Recall(hist), per_class_Precision(hist)
         )
@@ -72,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
                                                         cfg.name_classes)
     print("Get miou done.")
     show_results(cfg.miou_out_path, hist, IoUs, PA_Recall, Precision, cfg.name_classes)
+
 
 if __name__ == "__main__":
     main()

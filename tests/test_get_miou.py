@@ -100,3 +100,40 @@ def test_label_of_another_size_is_named(voc):
     message = r"b\.png: label is 10x10 but its image .*b\.jpg is 29x52"
     with pytest.raises(DatasetError, match=message):
         get_miou.main(args(voc, 0))
+
+
+def colour_classifier_onnx(path, weights):
+    """A tiny ONNX model with the exported U-Net's interface: softmax(images @ weights) NHWC."""
+    onnx = pytest.importorskip("onnx")
+    helper = onnx.helper
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["images", "w"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["output"], axis=-1)],
+        "colours",
+        [helper.make_tensor_value_info("images", onnx.TensorProto.FLOAT, ["N", 64, 64, 3])],
+        [helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, ["N", 64, 64, 3])],
+        [onnx.numpy_helper.from_array(weights, "w")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def test_onnx_path_scores_the_onnx_model(voc, capsys):
+    pytest.importorskip("onnxruntime")
+    from unet import Unet
+
+    weights = np.array([[4, -2, 0], [-3, 5, 1], [0, 1, -4]], np.float32)
+    colour_classifier_onnx(voc / "colours.onnx", weights)
+    get_miou.main(args(voc, 0, "--onnx_path", str(voc / "colours.onnx")))
+    assert "ms per image" in capsys.readouterr().out
+
+    def reference(batch):
+        logits = batch @ weights
+        exp = np.exp(logits - logits.max(-1, keepdims=True))
+        return exp / exp.sum(-1, keepdims=True)
+
+    predictor = Unet(forward=reference, num_classes=3, input_shape=[64, 64])
+    for name in SIZES:
+        image = Image.open(voc / "VOCdevkit/VOC2007/JPEGImages" / f"{name}.jpg")
+        expected = np.asarray(predictor.get_miou_png(image))
+        got = np.asarray(Image.open(voc / "miou_out/detection-results" / f"{name}.png"))
+        assert len(np.unique(expected)) > 1 and np.mean(got == expected) >= 0.999

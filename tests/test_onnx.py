@@ -1,6 +1,8 @@
 """ONNX export (predict.py export_onnx) and the same predictor running on onnxruntime."""
 
 import io
+import re
+import shutil
 import sys
 
 import numpy as np
@@ -74,3 +76,87 @@ def test_onnx_errors(exported, tmp_path):
         onnx_forward(onnx_path, [64, 96])
     with pytest.raises(FileNotFoundError, match="export_onnx"):
         onnx_forward(tmp_path / "none.onnx", [64, 64])
+
+
+def smooth_image(rng, size=(48, 40)):
+    return Image.fromarray(rng.integers(0, 256, (4, 4, 3), np.uint8)).resize(size, Image.BILINEAR)
+
+
+@pytest.fixture(scope="module")
+def voc_val(tmp_path_factory):
+    """A VOCdevkit with 10 val images (the labels are not needed for calibration)."""
+    root = tmp_path_factory.mktemp("voc") / "VOCdevkit"
+    images = root / "VOC2007" / "JPEGImages"
+    images.mkdir(parents=True)
+    split = root / "VOC2007" / "ImageSets" / "Segmentation"
+    split.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    ids = [f"v{i}" for i in range(10)]
+    for image_id in ids:
+        smooth_image(rng).save(images / f"{image_id}.jpg")
+    (split / "val.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+def test_calibration_files_spread_over_the_val_split(voc_val, tmp_path):
+    from utils.dataset_audit import DatasetError
+    from utils.quantize import calibration_files
+
+    assert [p.stem for p in calibration_files(voc_val, 4)] == ["v0", "v3", "v6", "v9"]
+    assert len(calibration_files(voc_val, 50)) == 10
+    with pytest.raises(DatasetError, match="voc_annotation"):
+        calibration_files(tmp_path, 4)
+
+
+def test_export_int8_then_predict_onnx(exported, voc_val, tmp_path, monkeypatch, capsys):
+    weights, fp32_path = exported
+    # the float32 export itself is tested above: reuse its file instead of converting again
+    monkeypatch.setattr(predict, "export_onnx",
+                        lambda model, path, simplify: shutil.copy(fp32_path, path))
+    int8_path = tmp_path / "int8.onnx"
+    predict.main(["--mode", "export_onnx", "--model_path", str(weights), *SETTINGS,
+                  "--onnx_save_path", str(int8_path), "--quantize", "int8",
+                  "--VOCdevkit_path", str(voc_val), "--calibration_images", "4"])
+    printed = capsys.readouterr().out
+    assert "calibrated on 4 images" in printed
+    agreement = float(re.search(r"agree on ([\d.]+)% of the pixels", printed).group(1))
+    assert agreement >= 95
+
+    model = onnx.load(str(int8_path))
+    ops = {node.op_type for node in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    int8_kernels = [t for t in model.graph.initializer
+                    if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+    assert len(int8_kernels) == 21  # every conv but the head: 13 VGG + 8 decoder
+    head = next(n for n in model.graph.node if n.op_type == "Conv" and "final_conv" in n.name)
+    initializers = {t.name: t for t in model.graph.initializer}
+    assert initializers[head.input[1]].data_type == onnx.TensorProto.FLOAT  # head stays float
+    assert model.graph.node[-1].op_type == "Softmax"
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    smooth_image(np.random.default_rng(9), (30, 50)).save(tmp_path / "leaf.png")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{tmp_path / 'leaf.png'}\n"))
+    predict.main(["--mode", "predict_onnx", *SETTINGS, "--onnx_save_path", str(int8_path),
+                  "--dir_save_path", str(tmp_path / "out")])
+    assert Image.open(tmp_path / "out" / "leaf.png").size == (30, 50)
+
+
+def test_int8_export_errors(exported, tmp_path):
+    weights, _ = exported
+    with pytest.raises(SystemExit, match="quantize is 'int4'"):
+        predict.main(["--mode", "export_onnx", "--quantize", "int4", *SETTINGS])
+    with pytest.raises(SystemExit, match=r"(?s)val\.txt.*--VOCdevkit_path"):
+        predict.main(["--mode", "export_onnx", "--quantize", "int8", "--model_path",
+                      str(weights), *SETTINGS, "--VOCdevkit_path", str(tmp_path)])
+
+
+def test_export_graph_is_onnxruntime_friendly(exported):
+    """UpSampling2D became Resize (no Tile chains) and softmax runs on the last axis."""
+    _, onnx_path = exported
+    model = onnx.load(str(onnx_path))
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count("Resize") == 4 and "Tile" not in ops and ops.count("Transpose") == 2
+    softmax = model.graph.node[-1]
+    assert softmax.op_type == "Softmax" and softmax.output[0] == "output"
+    assert onnx.helper.get_attribute_value(softmax.attribute[0]) == -1

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import unet as unet_module
 from nets.unet import Unet as build_unet
 from unet import VOC_PALETTE, Unet, class_colours
 
@@ -173,12 +174,34 @@ def test_get_fps_with_the_keras_model():
     assert 0 < unet.get_FPS(random_image((70, 50)), test_interval=2) < 60
 
 
-def test_bfloat16_precision_keeps_float32_probabilities(checkpoint):
+def test_bfloat16_precision_keeps_float32_probabilities(checkpoint, monkeypatch, capsys):
     model, path = checkpoint
+    monkeypatch.setattr(unet_module, "cpu_has_bfloat16", lambda: False)
+    monkeypatch.setattr(unet_module.tf.config, "list_physical_devices", lambda kind: [])
     unet = Unet(model_path=path, num_classes=C, input_shape=[H, W], precision="bfloat16")
+    assert "no bfloat16 instructions" in capsys.readouterr().out  # emulated: slower, say so
     x = np.random.default_rng(0).uniform(-1, 1, (1, H, W, 3)).astype(np.float32)
     probs = unet.forward(x)
     assert unet.model.get_layer("up1_conv1").compute_dtype == "bfloat16"
     assert probs.dtype == np.float32
     reference = model.predict(x, verbose=0)
     assert np.mean(probs.argmax(-1) == reference.argmax(-1)) > 0.9
+
+
+def test_wrapped_model_is_read_live_while_loaded_weights_are_frozen(checkpoint):
+    """Training's evaluation wraps a model whose weights change between epochs; a predictor
+    built from a file freezes its weights into the graph (faster on CPU)."""
+    model, path = checkpoint
+    live = Unet(model=model, num_classes=C, input_shape=[H, W])
+    frozen = Unet(model_path=path, num_classes=C, input_shape=[H, W])
+    x = np.random.default_rng(4).uniform(-1, 1, (2, H, W, 3)).astype(np.float32)
+    np.testing.assert_allclose(frozen.forward(x), live.forward(x), atol=1e-5)
+
+    head = model.get_layer("final_conv")
+    kernel, bias = head.get_weights()
+    head.set_weights([-kernel, bias])
+    try:
+        np.testing.assert_allclose(live.forward(x), model.predict(x, verbose=0), atol=1e-5)
+        assert np.mean(live.forward(x).argmax(-1) == frozen.forward(x).argmax(-1)) < 0.5
+    finally:
+        head.set_weights([kernel, bias])

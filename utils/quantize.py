@@ -1,0 +1,99 @@
+"""Static int8 quantization of an exported U-Net ONNX model with onnxruntime's tools.
+
+Activations are calibrated on val images letterboxed and scaled exactly as the predictor does.
+QDQ format with uint8 activations and per-channel int8 weights is onnxruntime's fast path on
+x86 CPUs with VNNI. The 1x1 head and its softmax stay float32: quantized probabilities would tie
+and make the argmax arbitrary, for a head that costs almost nothing.
+"""
+
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+from tqdm import tqdm
+
+from utils.dataloader import read_split
+from utils.dataset_audit import SPLITS_DIR, DatasetError, find_image
+from utils.utils import cvtColor, preprocess_input, read_image, resize_image
+
+HEAD_LAYER = "final_conv"  # the Keras name of the head, kept in the ONNX node names
+
+
+class LetterboxCalibrationReader(CalibrationDataReader):
+    """Feeds calibration images one at a time, as the predictor's network input."""
+
+    def __init__(self, image_paths: Sequence[str | Path], input_shape: Sequence[int],
+                 input_name: str = "images"):
+        self.input_name = input_name
+        self.height, self.width = (int(v) for v in input_shape)
+        self.paths = iter(tqdm(list(image_paths), desc="Calibrate"))
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        path = next(self.paths, None)
+        if path is None:
+            return None
+        boxed, _, _ = resize_image(cvtColor(read_image(path)), (self.width, self.height))
+        return {self.input_name: preprocess_input(np.asarray(boxed, np.float32))[None]}
+
+
+def calibration_files(dataset_path: str | Path, count: int, split: str = "val") -> list[Path]:
+    """Up to `count` images spread evenly over a split of the VOC dataset."""
+    ids = read_split(Path(dataset_path) / SPLITS_DIR / f"{split}.txt")
+    if not ids:
+        raise DatasetError(f"{Path(dataset_path) / SPLITS_DIR / f'{split}.txt'} is empty: "
+                           "int8 calibration needs images from it.")
+    chosen = [ids[i] for i in np.linspace(0, len(ids) - 1, min(count, len(ids))).astype(int)]
+    paths = [find_image(dataset_path, image_id) for image_id in chosen]
+    missing = [i for i, p in zip(chosen, paths, strict=True) if p is None]
+    if missing:
+        raise DatasetError(f"No image for the {split} ids {missing[:5]} in "
+                           f"{Path(dataset_path) / 'VOC2007' / 'JPEGImages'}.")
+    return paths
+
+
+def head_nodes(model: onnx.ModelProto, head_layer: str = HEAD_LAYER) -> list[str]:
+    """Names of the ONNX nodes exported from the head layer (its conv and softmax)."""
+    return [node.name for node in model.graph.node if f"/{head_layer}" in node.name]
+
+
+def quantize_int8(
+    fp32_path: str | Path,
+    int8_path: str | Path,
+    image_paths: Iterable[str | Path],
+    input_shape: Sequence[int],
+    per_channel: bool = True,
+) -> Path:
+    """Write a statically quantized copy of the float32 model `fp32_path` to `int8_path`."""
+    fp32_path, int8_path = Path(fp32_path), Path(int8_path)
+    image_paths = list(image_paths)
+    if not image_paths:
+        raise ValueError("int8 calibration needs at least one image; none were given.")
+    int8_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as work:
+        prepared = Path(work) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        model = onnx.load(str(prepared))
+        input_name = model.graph.input[0].name
+        quantize_static(
+            str(prepared),
+            str(int8_path),
+            LetterboxCalibrationReader(image_paths, input_shape, input_name),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+            nodes_to_exclude=head_nodes(model),
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+    print(f"int8 model saved as {int8_path} (calibrated on {len(image_paths)} images).")
+    return int8_path
