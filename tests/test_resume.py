@@ -3,9 +3,6 @@
 import json
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import keras
@@ -151,33 +148,3 @@ def test_mixed_precision_one_step(dataset, tmp_path, precision, optimizer):
     assert type(model.optimizer).__name__ == optimizer  # Keras wraps float16 in compile
     assert np.isfinite(result.history["loss"]).all()
     assert keras.config.dtype_policy().name == "float32"  # restored after training
-
-
-@pytest.mark.slow
-def test_mirrored_strategy_over_two_cpus(dataset, tmp_path):
-    script = textwrap.dedent(f"""
-        import tensorflow as tf
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        import train
-        from utils.config import load_config
-        from utils.training import train as run
-        cfg = load_config(train.__file__, {tiny_argv(dataset, tmp_path / "logs",
-            "--Freeze_Train", "False", "--UnFreeze_Epoch", "1", "--eval_flag", "False")!r})
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        result = run(cfg, strategy=strategy)
-        print("replicas", result.model.distribute_strategy.num_replicas_in_sync,
-              "loss", result.history["loss"][0])
-    """)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "Number of devices: 2" in done.stdout
-    assert "2 (global, split over 2 devices)" in done.stdout
-    words = done.stdout.split()
-    replicas = words[words.index("replicas") + 1]
-    loss = float(words[words.index("loss") + 1])
-    assert replicas == "2" and np.isfinite(loss)
-    assert (tmp_path / "logs" / "last_epoch_weights.weights.h5").is_file()

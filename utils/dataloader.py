@@ -165,11 +165,16 @@ def make_dataset(
     dataset_path: str | Path,
     seed: int = 11,
     initial_epoch: int = 0,
+    pipeline: tuple[int, int] = (1, 0),
+    replica_batch: int | None = None,
 ) -> tf.data.Dataset:
     """Endless batches `(images (B,H,W,3) in [-1,1], targets (B,H,W,C+1) one-hot)`, float32.
 
     Each epoch is `len(ids) // batch_size` full batches in a shuffled order; labels >= C go to
     the last (ignore) channel. Reading and augmentation run in parallel tf.data workers.
+    With several workers, `pipeline = (count, index)` reads only this worker's contiguous share
+    of every global batch, in batches of `replica_batch`; together the workers see exactly the
+    batches one process would.
     """
     ids = list(ids)
     h, w = (int(v) for v in input_shape[:2])
@@ -192,8 +197,12 @@ def make_dataset(
         labels = tf.minimum(tf.cast(labels, tf.int32), num_classes)
         return images, tf.gather(one_hot, labels)
 
-    dataset = tf.data.Dataset.counter(initial_epoch * per_epoch)  # endless sample numbers
+    pipelines, index = pipeline
+    share = batch_size // pipelines  # this worker's images of every global batch
+    dataset = tf.data.Dataset.counter(initial_epoch * per_epoch // pipelines)
+    if pipelines > 1:  # k-th image of this worker -> its sample number in the global stream
+        dataset = dataset.map(lambda k: k // share * batch_size + index * share + k % share)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(batch_size, drop_remainder=True)
+    dataset = dataset.batch(replica_batch or share, drop_remainder=True)
     dataset = dataset.map(to_targets, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

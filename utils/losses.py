@@ -4,6 +4,10 @@ Every function takes `y_true` one-hot `(B, H, W, C + 1)`, whose last channel mar
 pixels (label 255 or any value >= C), and `y_pred` softmax probabilities `(B, H, W, C)`.
 Unlike the original, ignored pixels neither dilute CE/focal (D2) nor add false positives to
 dice/f_score (D3); with no ignored pixels the values are identical to the original's.
+
+On several replicas (tf.distribute) each replica returns its share of the loss of the whole
+global batch: the valid-pixel count and the dice statistics are summed over replicas first, so
+training on N devices equals training on one with the same global batch.
 """
 
 from collections.abc import Callable, Sequence
@@ -27,17 +31,35 @@ def _clip(y_pred):
     return ops.clip(y_pred, epsilon, 1.0 - epsilon)
 
 
+def _replica_context():
+    """The tf.distribute replica context when several replicas train in sync, else None."""
+    if keras.backend.backend() != "tensorflow":
+        return None  # other backends compute the loss on the whole global batch
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    return context if context is not None and context.num_replicas_in_sync > 1 else None
+
+
+def _sum_over_replicas(value):
+    """`value` summed over all replicas (all-reduce, gradients included); itself on one."""
+    context = _replica_context()
+    return value if context is None else context.all_reduce("sum", value)
+
+
 def _mean_over_valid(pixel_loss, ignore):
     """Averages a per-pixel loss over the non-ignored pixels only (fix D2)."""
-    valid_count = ops.sum(1.0 - ignore)
+    valid_count = _sum_over_replicas(ops.stop_gradient(ops.sum(1.0 - ignore)))
     return ops.sum(pixel_loss * (1.0 - ignore)) / ops.maximum(valid_count, 1.0)
 
 
-def _f_beta(y, y_pred, beta: float, smooth: float):
+def _f_beta(y, y_pred, beta: float, smooth: float, over_replicas: bool = False):
     """Per-class F-beta score summed over batch and space; `y_pred` already masked."""
     tp = ops.sum(y * y_pred, axis=[0, 1, 2])
-    fp = ops.sum(y_pred, axis=[0, 1, 2]) - tp
-    fn = ops.sum(y, axis=[0, 1, 2]) - tp
+    stats = ops.stack([tp, ops.sum(y_pred, axis=[0, 1, 2]), ops.sum(y, axis=[0, 1, 2])])
+    if over_replicas:
+        stats = _sum_over_replicas(stats)
+    tp, fp, fn = stats[0], stats[1] - stats[0], stats[2] - stats[0]
     beta_sq = beta**2
     return ((1 + beta_sq) * tp + smooth) / ((1 + beta_sq) * tp + beta_sq * fn + fp + smooth)
 
@@ -45,7 +67,9 @@ def _f_beta(y, y_pred, beta: float, smooth: float):
 def _soft_dice(y, ignore, y_pred, beta: float, smooth: float):
     """1 - mean soft F-beta over classes, with ignored pixels masked out of y_pred (fix D3)."""
     y_pred = y_pred * (1.0 - ignore)[..., None]
-    return 1.0 - ops.mean(_f_beta(y, y_pred, beta, smooth))
+    dice = 1.0 - ops.mean(_f_beta(y, y_pred, beta, smooth, over_replicas=True))
+    context = _replica_context()
+    return dice if context is None else dice / context.num_replicas_in_sync
 
 
 def _weighted_log_likelihood(y, y_pred, weights):

@@ -5,6 +5,7 @@ first epoch and before anything is written to save_dir, and raised as `TrainingE
 message saying what to change.
 """
 
+import copy
 import importlib.util
 import signal
 import tempfile
@@ -21,6 +22,7 @@ import tensorflow as tf
 
 from nets.unet import BACKBONES, Unet, check_input_shape, freeze_backbone
 from utils.callbacks import (
+    STATE_DIR,
     EvalCallback,
     LossHistory,
     NaNGuard,
@@ -32,6 +34,15 @@ from utils.callbacks import (
 )
 from utils.dataloader import make_dataset, read_split, steps_per_epoch
 from utils.dataset_audit import DatasetError, audit_dataset
+from utils.distribute import (
+    DistributeError,
+    check_batch_sizes,
+    check_same_start,
+    clean_worker_dir,
+    distribute_batches,
+    select_strategy,
+    worker_dir,
+)
 from utils.losses import build_loss, f_score
 from utils.schedules import (
     LR_DECAY_TYPES,
@@ -62,7 +73,8 @@ class TrainingError(ValueError):
 
 
 # Errors whose message is the whole story: train.py prints them without a traceback.
-USER_ERRORS = (TrainingError, DatasetError, NonFiniteLossError, CheckpointWriteError)
+USER_ERRORS = (TrainingError, DatasetError, DistributeError, NonFiniteLossError,
+               CheckpointWriteError)
 
 
 @dataclass
@@ -141,29 +153,6 @@ def check_settings(cfg: Any) -> None:
             f"model_path = {cfg.model_path!r} does not exist. Checkpoints are written to logs/ "
             "during training and downloaded weights go to model_data/; set model_path to an "
             "existing file, or to \"\" to train from random weights.")
-
-
-def select_strategy(train_gpu: Sequence[int]) -> tf.distribute.Strategy:
-    """Make the GPUs in train_gpu visible; several of them train under MirroredStrategy."""
-    gpus = tf.config.list_physical_devices("GPU")
-    train_gpu = [int(i) for i in train_gpu]
-    if not gpus:
-        if len(train_gpu) > 1:
-            raise TrainingError(f"train_gpu = {train_gpu} lists {len(train_gpu)} GPUs, but "
-                                "TensorFlow sees none; use train_gpu = [0] to train on the CPU.")
-        return tf.distribute.get_strategy()
-    unknown = [i for i in train_gpu if not 0 <= i < len(gpus)]
-    if unknown:
-        raise TrainingError(f"train_gpu = {train_gpu}: GPU {unknown} is not visible; TensorFlow "
-                            f"sees {len(gpus)} GPU(s), numbered 0 to {len(gpus) - 1}.")
-    try:
-        tf.config.set_visible_devices([gpus[i] for i in train_gpu], "GPU")
-    except RuntimeError:
-        print(f"train_gpu = {train_gpu} ignored: TensorFlow already initialised its devices "
-              "(set CUDA_VISIBLE_DEVICES instead).")
-    if len(train_gpu) > 1:
-        return tf.distribute.MirroredStrategy([f"/gpu:{k}" for k in range(len(train_gpu))])
-    return tf.distribute.get_strategy()
 
 
 def check_dataset(cfg: Any, phases: list[Phase]) -> tuple[list[str], list[str]]:
@@ -345,11 +334,17 @@ def train(
 ) -> TrainingResult:
     """Run train.py's whole job for a config from `load_config` (see train.py for the keys).
 
-    `strategy` overrides the one chosen from train_gpu; `callbacks` are added to every `fit`.
+    `strategy` overrides the one chosen from train_gpu and TF_CONFIG; `callbacks` are added to
+    every `fit`. On a non-chief worker everything is written to a private folder (see
+    `utils.distribute.worker_dir`), of which only the training state is kept.
     """
     check_settings(cfg)
     strategy = strategy or select_strategy(cfg.train_gpu)
     print(f"Number of devices: {strategy.num_replicas_in_sync}")
+    check_batch_sizes(strategy, {"Freeze_batch_size": cfg.Freeze_batch_size,
+                                 "Unfreeze_batch_size": cfg.Unfreeze_batch_size})
+    cfg = copy.copy(cfg)
+    cfg.save_dir = str(worker_dir(cfg.save_dir, strategy))
     resume_folder, state, optimizer_store = None, None, {}
     start = cfg.Init_Epoch
     if cfg.resume:
@@ -361,6 +356,7 @@ def train(
                             f"UnFreeze_Epoch = {cfg.UnFreeze_Epoch}.")
     train_ids, val_ids = check_dataset(cfg, phases)
     check_writable(cfg.save_dir)
+    check_same_start(strategy, start)
 
     show_training_config(cfg, len(train_ids), len(val_ids), strategy.num_replicas_in_sync)
     print_step_warning(cfg, len(train_ids))
@@ -386,6 +382,7 @@ def train(
             run_phase(cfg, model, strategy, phase, (train_ids, val_ids),
                       [*shared.values(), state_saver, *callbacks],
                       optimizer_store if resumes else None)
+    clean_worker_dir(Path(cfg.save_dir), strategy, keep=STATE_DIR)
     history = {"loss": shared["loss_history"].losses, "val_loss": shared["loss_history"].val_loss}
     return TrainingResult(model, log_dir, phases[-1].end, history)
 
@@ -441,8 +438,12 @@ def run_phase(
         keras.callbacks.LearningRateScheduler(schedule, verbose=1)] + callbacks[csv_index:]
     train_ids, val_ids = splits
     datasets = [
-        make_dataset(ids, cfg.input_shape, phase.batch_size, cfg.num_classes, is_train,
-                     cfg.VOCdevkit_path, seed=cfg.seed, initial_epoch=phase.start)
+        distribute_batches(
+            strategy, phase.batch_size,
+            lambda per_replica, pipelines, index, ids=ids, is_train=is_train: make_dataset(
+                ids, cfg.input_shape, phase.batch_size, cfg.num_classes, is_train,
+                cfg.VOCdevkit_path, seed=cfg.seed, initial_epoch=phase.start,
+                pipeline=(pipelines, index), replica_batch=per_replica))
         for ids, is_train in ((train_ids, True), (val_ids, False))
     ]
     print(f"Train on {len(train_ids)} samples, val on {len(val_ids)} samples, "
