@@ -4,11 +4,19 @@ Sections: the float32 matmul roof; bare-model inference at batch 1 (TensorFlow g
 onnxruntime float32, bfloat16, onnxruntime int8); the predictor end to end against the bare
 model; one training step of train.py's model, loss and optimizer (each configuration in its own
 process, which also gives its peak RSS); the training input pipeline; with --model_path and
---VOCdevkit_path, the val mIoU and class-map agreement of each precision. Every figure is the
-min and median over repeats after warm-up. Results go to benchmark.json and benchmark.md.
+--VOCdevkit_path, the val mIoU and class-map agreement of each precision; with --strategy,
+training steps on 1 and on 2 worker processes of a local multi-worker cluster. Every figure is
+the min and median over repeats after warm-up. Results go to benchmark.json and benchmark.md.
+
+`--device gpu` instead measures a GPU on any Keras backend (TensorFlow, or JAX without
+TensorFlow or onnxruntime installed): training images/s at 512² for float32, float16 and
+bfloat16 at a common batch and at the largest batch that fits, inference at batch 1 and 8, XLA
+on and off; results go to benchmark_gpu.json and benchmark_gpu.md (`--allow_cpu` runs the same
+code on a CPU, for tests).
 """
 
 import argparse
+import ast
 import contextlib
 import gc
 import io
@@ -23,23 +31,22 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
-import onnxruntime
-import tensorflow as tf
-from PIL import Image
 
 from nets.unet import Unet as build_unet
-from unet import Unet, cpu_has_bfloat16, export_onnx, onnx_forward
-from utils.dataloader import make_dataset, read_split
-from utils.dataset_audit import SPLITS_DIR, image_dir, label_dir, save_label
-from utils.demo_data import LARGE_SIZE, make_scene
 from utils.flops import count_flops
-from utils.metrics import evaluate_split
-from utils.quantize import calibration_files, quantize_int8
 
-SECTIONS = ("roof", "inference", "predictor", "training", "pipeline", "accuracy")
+# TensorFlow, onnxruntime, PIL and the predictor are imported where the CPU sections use them:
+# `--device gpu` runs on any Keras backend, e.g. JAX on a machine without them.
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from unet import Unet
+
+SECTIONS = ("roof", "inference", "predictor", "training", "pipeline", "accuracy", "strategy")
 # tf_fp32 freezes the loaded weights into the graph (the predictor's default); tf_fp32_live reads
 # them from the variables on every call, as training's evaluation does.
 BACKENDS = ("tf_fp32", "tf_fp32_live", "tf_fp32_xla", "ort_fp32", "tf_bf16", "ort_int8")
@@ -60,17 +67,26 @@ def time_call(call: Callable[[], object], repeats: int, warmup: int = 2) -> dict
     return {"s_min": round(min(times), 4), "s_median": round(statistics.median(times), 4)}
 
 
+def read_cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def cpu_name() -> str:
+    return next((line.split(":", 1)[1].strip() for line in read_cpuinfo().splitlines()
+                 if line.startswith("model name")), platform.processor())
+
+
 def machine_info() -> dict:
     """CPU, cores, relevant instruction sets, library versions and the load average."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        cpuinfo = ""
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-                  if line.startswith("model name")), platform.processor())
-    flags = set(cpuinfo.split())
+    import onnxruntime
+    import tensorflow as tf
+
+    flags = set(read_cpuinfo().split())
     return {
-        "cpu": model,
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "cpu_flags": {flag: flag in flags for flag in CPU_FLAGS},
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
@@ -84,6 +100,8 @@ def machine_info() -> dict:
 def bench_roof(repeats: int, sizes: tuple[int, ...] = (1024, 2048)) -> dict:
     """Float32 (and bfloat16) square-matmul GFLOP/s in TensorFlow, best over `sizes`: the roof
     that the % figures refer to."""
+    import tensorflow as tf
+
     matmul = tf.function(tf.linalg.matmul)
     result = {}
     for dtype in (tf.float32, tf.bfloat16):
@@ -107,8 +125,11 @@ def quiet():
         yield
 
 
-def make_predictor(backend: str, settings: dict, work: Path, calibration: list[Path]) -> Unet:
+def make_predictor(backend: str, settings: dict, work: Path, calibration: list[Path]) -> "Unet":
     """The predictor running one backend; ONNX models are exported once per input shape."""
+    from unet import Unet, export_onnx, onnx_forward
+    from utils.quantize import quantize_int8
+
     if backend == "tf_fp32_live":
         return Unet(model=Unet(**settings).model, **settings)
     if backend.startswith("tf"):
@@ -189,8 +210,19 @@ def peak_rss_gib() -> float:
     return kib / 2**20
 
 
+def synthetic_batch(batch: int, size: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random images and one-hot targets made of 16x16-pixel blocks of random classes; class
+    `classes` is the ignore channel, as in the data."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
+    labels = rng.integers(0, classes + 1, (batch, size // 16, size // 16)).repeat(16, 1)
+    return x, np.eye(classes + 1, dtype=np.float32)[labels.repeat(16, 2)]
+
+
 def train_step_child(spec: dict) -> dict:
     """In a fresh process: one train.py step (model, loss, optimizer, unfrozen) timed, + RSS."""
+    import tensorflow as tf
+
     from utils.config import load_config
     from utils.training import Phase, build_model, compile_phase, dtype_policy
 
@@ -202,11 +234,7 @@ def train_step_child(spec: dict) -> dict:
     with dtype_policy(cfg.mixed_precision), quiet():
         model = build_model(cfg, tf.distribute.get_strategy(), None)
         compile_phase(cfg, model, Phase(False, batch, 0, cfg.UnFreeze_Epoch, True), None)
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.uniform(-1, 1, (batch, size, size, 3)), tf.float32)
-    # 16x16-pixel blocks of random classes; class `classes` is the ignore channel, as in the data
-    labels = rng.integers(0, classes + 1, (batch, size // 16, size // 16)).repeat(16, 1)
-    y = tf.constant(np.eye(classes + 1, dtype=np.float32)[labels.repeat(16, 2)])
+    x, y = (tf.constant(v) for v in synthetic_batch(batch, size, classes))
     timing = time_call(lambda: model.train_on_batch(x, y), spec["repeats"], warmup=1)
     rss_gib = peak_rss_gib()
     flops = 3 * count_flops(build_unet((size, size, 3), classes, spec["backbone"])) * batch
@@ -237,6 +265,80 @@ def bench_training(args, configs, precisions, roof) -> list[dict]:
     return rows
 
 
+class StepTimes(keras.callbacks.Callback):
+    """Seconds between consecutive `fit` steps; the first step (tracing) is not counted."""
+
+    def on_train_begin(self, logs=None):
+        self.ends, self.steps = [], []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ends.append(time.perf_counter())
+        if len(self.ends) > 1:
+            self.steps.append(self.ends[-1] - self.ends[-2])
+
+
+def strategy_child(spec: dict) -> dict:
+    """One worker process: train.py's model, loss and optimizer under the strategy train.py
+    would pick (multi-worker when TF_CONFIG is set), `fit` on synthetic batches, step times."""
+    import tensorflow as tf
+
+    from utils.config import load_config
+    from utils.distribute import distribute_batches, select_strategy
+    from utils.training import Phase, build_model, compile_phase
+
+    size, batch, classes = spec["size"], spec["batch"], spec["num_classes"]
+    strategy = select_strategy([0])
+    cfg = load_config(Path(__file__).with_name("train.py"), [
+        "--num_classes", str(classes), "--backbone", spec["backbone"], "--model_path", '""',
+        "--input_shape", str(size), str(size), "--Unfreeze_batch_size", str(batch)])
+    with quiet():
+        model = build_model(cfg, strategy, None)
+        with strategy.scope():
+            compile_phase(cfg, model, Phase(False, batch, 0, cfg.UnFreeze_Epoch, True), None)
+    x, y = synthetic_batch(batch, size, classes)
+    data = distribute_batches(strategy, batch, lambda per_replica, pipelines, index: (
+        tf.data.Dataset.from_tensors((x[:per_replica], y[:per_replica])).repeat()))
+    times = StepTimes()
+    model.fit(data, steps_per_epoch=spec["repeats"] + 2, epochs=1, verbose=0, callbacks=[times])
+    steps = times.steps[1:]  # the second step may still finish tracing on some workers
+    return {"s_min": round(min(steps), 4), "s_median": round(statistics.median(steps), 4),
+            "replicas": strategy.num_replicas_in_sync}
+
+
+def bench_strategy(args) -> list[dict]:
+    """The same global batch on 1 process and on 2 workers of a local cluster (TF_CONFIG on
+    127.0.0.1), the cores split between them: the cost of the gradient all-reduce."""
+    from utils.distribute import local_cluster
+
+    size, batch = (64, 2) if args.quick else (256, 4)
+    cores = os.cpu_count() or 1
+    spec = dict(size=size, batch=batch, repeats=args.train_repeats + 1,
+                num_classes=args.num_classes, backbone=args.backbone)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    rows = []
+    for workers in (1, 2):
+        threads = max(1, cores // workers)
+        cluster = local_cluster(workers) if workers > 1 else [None]
+        processes = [subprocess.Popen(
+            [sys.executable, __file__, "--strategy_child", json.dumps(spec)], text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**env, "TF_NUM_INTRAOP_THREADS": str(threads),
+                 **({"TF_CONFIG": tf_config} if tf_config else {})})
+            for tf_config in cluster]
+        outputs = [process.communicate(timeout=1800) for process in processes]
+        if any(process.returncode for process in processes):
+            raise RuntimeError(f"{workers}-worker training failed:\n{outputs[0][1][-3000:]}")
+        line = next(line for line in outputs[0][0].splitlines() if line.startswith(RESULT_PREFIX))
+        row = {"workers": workers, "threads_per_worker": threads, "size": size,
+               "global_batch": batch, **json.loads(line[len(RESULT_PREFIX):])}
+        row["images_per_s"] = round(batch / row["s_median"], 2)
+        row["speed_vs_1_worker"] = round(rows[0]["s_median"] / row["s_median"], 3) if rows else 1
+        rows.append(row)
+        print(f"{workers} worker(s) x {threads} thread(s), {size}x{size}, global batch {batch}: "
+              f"{row['s_median']} s/step median, {row['images_per_s']} images/s")
+    return rows
+
+
 def bench_pipeline(
     size: int = 512,
     num_classes: int = 21,
@@ -246,6 +348,12 @@ def bench_pipeline(
     repeats: int = 5,
 ) -> dict:
     """Training pipeline images/s at size x size with full augmentation, from 500x375 JPEGs."""
+    from PIL import Image
+
+    from utils.dataloader import make_dataset
+    from utils.dataset_audit import image_dir, label_dir, save_label
+    from utils.demo_data import LARGE_SIZE, make_scene
+
     with tempfile.TemporaryDirectory() as root:
         image_dir(root).mkdir(parents=True)
         label_dir(root).mkdir(parents=True)
@@ -277,6 +385,13 @@ def bench_pipeline(
 
 def bench_accuracy(args, work: Path) -> list[dict]:
     """Val mIoU of each backend with the trained weights, and pixel agreement with the first."""
+    from PIL import Image
+
+    from utils.dataloader import read_split
+    from utils.dataset_audit import SPLITS_DIR
+    from utils.metrics import evaluate_split
+    from utils.quantize import calibration_files
+
     ids = read_split(Path(args.VOCdevkit_path) / SPLITS_DIR / "val.txt")
     calibration = calibration_files(args.VOCdevkit_path, args.calibration_images or 32)
     settings = dict(model_path=args.model_path, num_classes=args.num_classes,
@@ -401,6 +516,9 @@ def to_markdown(results: dict) -> str:
         ("Val accuracy per backend", "accuracy",
          ["backend", "shape", "images", "mIoU", "mIoU_delta_points", "pixel_agreement",
           "s_per_image"]),
+        ("Data-parallel workers on this machine (train.py model, loss, optimizer)", "strategy",
+         ["workers", "threads_per_worker", "size", "global_batch", "replicas", "s_min",
+          "s_median", "images_per_s", "speed_vs_1_worker"]),
         ("Targets (ratios from this run)", "targets", ["target", "goal", "measured", "met"]),
     ]
     for title, key, columns in tables:
@@ -414,8 +532,12 @@ def to_markdown(results: dict) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def write_inputs(folder: Path, args) -> tuple[str, Image.Image, list[Path]]:
+def write_inputs(folder: Path, args) -> tuple[str, "Image.Image", list[Path]]:
     """Seeded random weights (unless --model_path), the 500x375 JPEG and calibration images."""
+    from PIL import Image
+
+    from utils.demo_data import LARGE_SIZE, make_scene
+
     weights = args.model_path
     if not weights:
         keras.utils.set_random_seed(0)
@@ -431,11 +553,413 @@ def write_inputs(folder: Path, args) -> tuple[str, Image.Image, list[Path]]:
     return weights, Image.open(paths[0]).convert("RGB"), paths
 
 
+# --device gpu: the accelerator benchmark on any Keras backend (JAX or TensorFlow), which imports
+# only Keras, NumPy and the backend-agnostic model, loss and schedule modules.
+GPU_POLICIES = {"float32": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+GPU_BACKENDS = ("jax", "tensorflow")
+MIXED_GOAL = 2.0  # mixed-precision training images/s vs float32
+NO_XLA_ON_JAX = "n/a: Keras on JAX always compiles with XLA (jit_compile=False runs op by op)"
+
+
+def gpu_devices(backend: str) -> tuple[list[str], list[str]]:
+    """The names of the GPUs the Keras backend sees, and the kinds of all its devices."""
+    if backend == "jax":
+        import jax
+
+        devices = jax.devices()
+        gpus = [d.device_kind for d in devices if d.platform in ("gpu", "cuda", "rocm")]
+        return gpus, sorted({d.platform for d in devices})
+    import tensorflow as tf
+
+    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in tf.config.list_physical_devices("GPU")]
+    return gpus, sorted({d.device_type.lower() for d in tf.config.list_physical_devices()})
+
+
+def gpu_machine_info(allow_cpu: bool) -> dict:
+    """Card(s), backend and versions; exits with a message when the backend sees no GPU."""
+    backend = keras.backend.backend()
+    if backend not in GPU_BACKENDS:
+        raise SystemExit(f"--device gpu supports the Keras backends {GPU_BACKENDS}, not "
+                         f"{backend!r}; set KERAS_BACKEND=jax or tensorflow.")
+    gpus, kinds = gpu_devices(backend)
+    if not gpus and not allow_cpu:
+        raise SystemExit(f"no GPU visible to {backend} (devices: {', '.join(kinds)}); install "
+                         "tensorflow[and-cuda] or jax[cuda12], or pass --allow_cpu to run the "
+                         "GPU benchmark's code on the CPU (for tests: its figures mean nothing).")
+    info = {"device": gpus[0] if gpus else f"CPU ({cpu_name()}; --allow_cpu)", "gpus": gpus,
+            "on_gpu": bool(gpus), "backend": backend, "keras": keras.__version__,
+            "python": platform.python_version(), "cores": os.cpu_count()}
+    if backend == "jax":
+        import jax
+
+        info["jax"] = jax.__version__
+        # JAX's default lets float32 convolutions and matmuls use TF32 on Ampere and later
+        info["float32_matmul"] = (jax.config.jax_default_matmul_precision
+                                  or "JAX default (TF32 on Ampere and later)")
+        stats = jax.devices()[0].memory_stats() or {}
+        if "bytes_limit" in stats:
+            info["memory_limit_gib"] = round(stats["bytes_limit"] / 2**30, 1)
+    else:
+        import tensorflow as tf
+
+        info["tensorflow"] = tf.__version__
+        tf32 = tf.config.experimental.tensor_float_32_execution_enabled()
+        info["float32_matmul"] = "TF32 allowed" if tf32 else "float32"
+    names = ("XLA_PYTHON_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_FLAGS",
+             "JAX_COMPILATION_CACHE_DIR", "TF_GPU_ALLOCATOR", "CUDA_VISIBLE_DEVICES")
+    info["env"] = {name: os.environ[name] for name in names if name in os.environ}
+    return info
+
+
+@contextlib.contextmanager
+def precision_policy(precision: str):
+    """Build (and compile) under a precision's Keras dtype policy, as train.py does."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(GPU_POLICIES[precision])
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def train_defaults(num_classes: int) -> dict:
+    """train.py's parameter block (optimizer, LR, loss flags, weight decay...), run without the
+    script's imports, which need TensorFlow."""
+    from utils.config import read_parameter_block
+
+    _, statements = read_parameter_block(Path(__file__).with_name("train.py"))
+    namespace = {"np": np}
+    for statement in statements:
+        if isinstance(statement, ast.Assign):
+            exec(compile(ast.Module([statement], []), "train.py", "exec"), namespace)
+            if statement.targets[0].id == "num_classes":
+                namespace["num_classes"] = num_classes
+    return namespace
+
+
+def gpu_model(args, precision: str, xla: bool, train_batch: int | None = None) -> keras.Model:
+    """A fresh U-Net under `precision`, compiled with or without XLA. For inference it returns
+    the class map (argmax on the device); with `train_batch`, it is compiled as train.py's
+    unfrozen phase: its loss, f_score metric, optimizer and learning rate for that batch."""
+    from utils.losses import build_loss, f_score
+    from utils.schedules import fit_learning_rates, make_optimizer
+
+    keras.backend.clear_session()
+    gc.collect()
+    size = args.size[0]
+    with precision_policy(precision):
+        model = build_unet((size, size, 3), args.num_classes, args.backbone)
+        if train_batch is None:
+            model = keras.Model(model.input, keras.ops.argmax(model.output, axis=-1))
+            model.compile(jit_compile=xla)
+            return model
+        cfg = train_defaults(args.num_classes)
+        if cfg["weight_decay"] > 0:  # as utils.training.apply_weight_decay
+            for layer in model.layers:
+                if isinstance(layer, keras.layers.Conv2D):
+                    layer.kernel.regularizer = keras.regularizers.L2(cfg["weight_decay"])
+        lr, _ = fit_learning_rates(train_batch, cfg["Init_lr"], cfg["Min_lr"],
+                                   cfg["optimizer_type"])
+        model.compile(
+            optimizer=make_optimizer(cfg["optimizer_type"], lr, cfg["momentum"]),
+            loss=build_loss(np.asarray(cfg["cls_weights"], np.float32), cfg["dice_loss"],
+                            cfg["focal_loss"]),
+            metrics=[f_score()], jit_compile=xla)
+    return model
+
+
+def gpu_inputs(batch: int, size: int, num_classes: int):
+    """Random images in [-1, 1] and one-hot labels of 16x16-pixel class blocks (the last
+    channel is the ignore class, as in the data), made on the device."""
+    ops = keras.ops
+    x = keras.random.uniform((batch, size, size, 3), -1.0, 1.0, seed=0)
+    blocks = keras.random.randint((batch, size // 16, size // 16), 0, num_classes + 1, seed=1)
+    labels = ops.repeat(ops.repeat(blocks, 16, axis=1), 16, axis=2)
+    return x, ops.one_hot(labels, num_classes + 1)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """TensorFlow's ResourceExhaustedError, or XLA's RESOURCE_EXHAUSTED runtime error (JAX,
+    and TensorFlow with XLA): the errors a too-large batch raises."""
+    name = type(error).__name__
+    return name == "ResourceExhaustedError" or (
+        name in ("XlaRuntimeError", "JaxRuntimeError", "InternalError")
+        and "RESOURCE_EXHAUSTED" in str(error))
+
+
+def gpu_train_row(args, precision: str, batch: int, xla: bool, flops: float) -> dict:
+    """One training step timed; the loss is read back to the host, which waits for the device.
+    The first step (tracing and compiling) is timed apart."""
+    model = gpu_model(args, precision, xla, train_batch=batch)
+    x, y = gpu_inputs(batch, args.size[0], args.num_classes)
+    losses = []
+
+    def step():
+        losses.append(float(model.train_on_batch(x, y, return_dict=True)["loss"]))
+
+    start = time.perf_counter()
+    step()
+    first = time.perf_counter() - start
+    timing = time_call(step, args.train_repeats, warmup=1)
+    return {"size": args.size[0], "batch": batch, "precision": precision, "xla": xla, **timing,
+            "images_per_s": round(batch / timing["s_min"], 1),
+            "tflops": round(3 * flops * batch / timing["s_min"] / 1e12, 2),
+            "first_step_s": round(first, 1),
+            "loss_scaling": isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer),
+            "loss_finite": bool(np.isfinite(losses[-1]))}
+
+
+def try_train_row(args, precision: str, batch: int, xla: bool, flops: float) -> dict | None:
+    """`gpu_train_row`, or None (after freeing the device memory) if the batch does not fit."""
+    row = None
+    try:
+        row = gpu_train_row(args, precision, batch, xla, flops)
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        print(f"training {precision} batch {batch}: out of memory ({type(error).__name__})",
+              flush=True)
+    keras.backend.clear_session()
+    gc.collect()
+    return row
+
+
+def largest_batch(try_batch: Callable[[int], dict | None], start: int, start_row: dict | None,
+                  cap: int, out_of_time: Callable[[], bool]) -> tuple[dict | None, list[dict]]:
+    """Double the batch from `start` (already tried: `start_row`, None if out of memory) until
+    one does not fit or the next would pass `cap`; halve it instead if `start` did not fit.
+    Returns the row of the largest batch that fit and every batch tried."""
+    best, tried = start_row, [{"batch": start, "fits": start_row is not None}]
+    batch = start * 2 if start_row else start // 2
+    while 1 <= batch <= cap and not out_of_time():
+        row = try_batch(batch)
+        tried.append({"batch": batch, "fits": row is not None})
+        if start_row is None and row is not None:
+            return row, tried
+        if start_row is not None and row is None:
+            break
+        best = row or best
+        batch = batch * 2 if start_row else batch // 2
+    return best, tried
+
+
+def gpu_inference_rows(args, precision: str, xla: bool, flops: float) -> list[dict]:
+    """Inference per batch size: forward pass and argmax on the device, the class map copied
+    to the host. XLA off on JAX is reported as not applicable rather than timed."""
+    base = {"size": args.size[0], "precision": precision, "xla": xla}
+    if not xla and keras.backend.backend() == "jax":
+        return [{**base, "batch": None, "note": NO_XLA_ON_JAX}]
+    model, rows = gpu_model(args, precision, xla), []
+    for batch in args.infer_batch:
+        x, _ = gpu_inputs(batch, args.size[0], args.num_classes)
+        timing = time_call(lambda x=x: model.predict_on_batch(x), args.repeats)
+        rows.append({**base, "batch": batch, **timing,
+                     "images_per_s": round(batch / timing["s_min"], 1),
+                     "tflops": round(flops * batch / timing["s_min"] / 1e12, 2)})
+    return rows
+
+
+def gpu_targets(results: dict) -> list[dict]:
+    """Mixed-precision training images/s over float32's (XLA on): at the common batch, and
+    each at its largest batch."""
+    targets, training = [], results.get("training", [])
+    common = results["settings"]["common_batch"]
+    largest = {r["precision"]: r for r in results.get("largest_batch", []) if r.get("row")}
+    fp32 = _find(training, precision="float32", batch=common, xla=True)
+    for precision in ("float16", "bfloat16"):
+        pairs = [(f"batch {common}", fp32, _find(training, precision=precision, batch=common,
+                                                 xla=True))]
+        if "float32" in largest and precision in largest:
+            pairs.append(("largest batch each", largest["float32"]["row"],
+                          largest[precision]["row"]))
+        for name, base, mixed in pairs:
+            if base and mixed:
+                ratio = mixed["images_per_s"] / base["images_per_s"]
+                targets.append({"target": f"{precision} training {mixed['size']}² images/s vs "
+                                          f"float32, {name}", "goal": f">= {MIXED_GOAL}",
+                                "measured": round(ratio, 3), "met": ratio >= MIXED_GOAL})
+    return targets
+
+
+def gpu_markdown(results: dict) -> str:
+    """The accelerator run as Markdown tables."""
+    machine, settings = results["machine"], results["settings"]
+    versions = ", ".join(f"{k} {machine[k]}" for k in ("keras", "jax", "tensorflow")
+                         if k in machine)
+    memory = (f", {machine['memory_limit_gib']} GiB usable" if "memory_limit_gib" in machine
+              else "")
+    env = ", ".join(f"{k}={v}" for k, v in machine["env"].items()) or "none set"
+    parts = [
+        "# GPU benchmark",
+        f"**{machine['device']}** ({len(machine['gpus'])} GPU(s) visible{memory}); Keras on "
+        f"{machine['backend']} ({versions}); float32 matmuls: {machine['float32_matmul']}; "
+        f"environment: {env}. "
+        f"{settings['backbone']} U-Net, {settings['num_classes']} classes, "
+        f"{settings['size']}², random weights; forward pass {settings['gflop_forward']} "
+        "GFLOP/image (training counted as 3x). Times are min/median over repeats after "
+        "warm-up; the device is synchronised by copying the result to the host.",
+        "Training: one `train_on_batch` of train.py's unfrozen phase (its loss, f_score "
+        "metric, optimizer and learning rate); first_step_s includes tracing and compiling. "
+        "Inference: forward pass + argmax on the device, class map copied to the host."
+        + (f" XLA off: {NO_XLA_ON_JAX}." if machine["backend"] == "jax" else ""),
+    ]
+    largest = [{**r, "tried": ", ".join(f"{t['batch']} {'fits' if t['fits'] else 'OOM'}"
+                                        for t in r["tried"])}
+               for r in results.get("largest_batch", [])]
+    tables = [
+        ("Training step", results.get("training"),
+         ["size", "batch", "precision", "xla", "s_min", "s_median", "images_per_s", "tflops",
+          "first_step_s", "loss_scaling", "loss_finite"]),
+        (f"Largest training batch (doubling, capped at {settings['max_batch']})", largest,
+         ["precision", "largest_batch", "images_per_s", "capped", "tried"]),
+        ("Inference", results.get("inference"),
+         ["size", "batch", "precision", "xla", "s_min", "s_median", "images_per_s", "tflops",
+          "note"]),
+        ("Targets (ratios from this run)", results.get("targets"),
+         ["target", "goal", "measured", "met"]),
+    ]
+    for title, rows, columns in tables:
+        if rows:
+            parts.append(f"## {title}\n\n{markdown_table(rows, columns)}")
+    return "\n\n".join(parts) + "\n"
+
+
+def save_results(results: dict, args, markdown: str) -> None:
+    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    Path(args.md).write_text(markdown)
+
+
+class GpuRun:
+    """One --device gpu run: its results so far, written after every measurement (so a run cut
+    short keeps them), and the time budget after which no new measurement starts."""
+
+    def __init__(self, args):
+        self.args, self.start = args, time.perf_counter()
+        size = args.size[0]
+        self.flops = count_flops(build_unet((size, size, 3), args.num_classes, args.backbone))
+        self.results = {"machine": gpu_machine_info(args.allow_cpu), "settings": {
+            "device": "gpu", "quick": args.quick, "size": size, "precisions": args.precisions,
+            "inference_batches": args.infer_batch, "common_batch": args.common_batch,
+            "max_batch": args.max_batch, "repeats": args.repeats,
+            "train_repeats": args.train_repeats, "time_budget_s": args.time_budget,
+            "num_classes": args.num_classes, "backbone": args.backbone,
+            "gflop_forward": round(self.flops / 1e9, 1)}, "training": [], "inference": [],
+            "largest_batch": [], "skipped": []}
+
+    def save(self) -> None:
+        self.results["targets"] = gpu_targets(self.results)
+        self.results["seconds"] = round(time.perf_counter() - self.start, 1)
+        save_results(self.results, self.args, gpu_markdown(self.results))
+
+    def out_of_time(self, what: str) -> bool:
+        budget = self.args.time_budget
+        if not budget or time.perf_counter() - self.start <= budget:
+            return False
+        self.results["skipped"].append(what)
+        print(f"skipped (past --time_budget {budget} s): {what}", flush=True)
+        return True
+
+    def train(self, precision: str, batch: int, xla: bool) -> dict | None:
+        """One training row (None if out of memory), recorded and saved."""
+        row = try_train_row(self.args, precision, batch, xla, self.flops)
+        if row:
+            self.results["training"].append(row)
+            print(f"training {precision} batch {batch} XLA {'on' if xla else 'off'}: "
+                  f"{row['s_min']} s/step ({row['s_median']} median), {row['images_per_s']} "
+                  f"images/s, {row['tflops']} TFLOP/s, first step {row['first_step_s']} s",
+                  flush=True)
+        self.save()
+        return row
+
+    def inference(self, precision: str, xla: bool) -> None:
+        for row in gpu_inference_rows(self.args, precision, xla, self.flops):
+            self.results["inference"].append(row)
+            figures = (row["note"] if "note" in row else f"{row['s_min']} s "
+                       f"({row['s_median']} median), {row['images_per_s']} images/s")
+            batch = row["batch"] or "all"
+            print(f"inference {precision} batch {batch} XLA {'on' if xla else 'off'}: {figures}",
+                  flush=True)
+        self.save()
+
+    def largest(self, precision: str, common_row: dict | None) -> None:
+        """The largest-batch search from the common batch, recorded and saved."""
+        args = self.args
+        best, tried = largest_batch(
+            lambda batch: self.train(precision, batch, True), args.common_batch, common_row,
+            args.max_batch, lambda: self.out_of_time(f"largest batch {precision}"))
+        self.results["largest_batch"].append({
+            "precision": precision, "largest_batch": best and best["batch"],
+            "images_per_s": best and best["images_per_s"], "row": best, "tried": tried,
+            "capped": bool(best) and best["batch"] * 2 > args.max_batch})
+        print(f"largest batch {precision}: {best and best['batch']} (tried "
+              f"{[t['batch'] for t in tried]})", flush=True)
+        self.save()
+
+
+def run_gpu(args) -> dict:
+    """--device gpu: training at the common batch per precision (the mixed-precision target
+    first), inference with XLA on and off, training with XLA off (TensorFlow), then the largest
+    batch per precision (not with --quick)."""
+    run = GpuRun(args)
+    machine, common = run.results["machine"], {}
+    print(f"GPU benchmark on {machine['device']}, Keras {machine['keras']} on "
+          f"{machine['backend']}, {args.size[0]}²", flush=True)
+    for precision in args.precisions:
+        if not run.out_of_time(f"training {precision} batch {args.common_batch}"):
+            common[precision] = run.train(precision, args.common_batch, True)
+    for target in gpu_targets(run.results):
+        print(f"target {target['target']}: {target['measured']} ({target['goal']}: "
+              f"{'met' if target['met'] else 'missed'})", flush=True)
+    for precision in args.precisions:
+        for xla in (True, False):
+            if not run.out_of_time(f"inference {precision} XLA {'on' if xla else 'off'}"):
+                run.inference(precision, xla)
+    if not args.quick and machine["backend"] != "jax":
+        for precision in args.precisions:
+            if not run.out_of_time(f"training {precision} batch {args.common_batch} XLA off"):
+                run.train(precision, args.common_batch, False)
+    for precision in [] if args.quick else [p for p in args.precisions if p in common]:
+        run.largest(precision, common[precision])
+    run.save()
+    print("\n" + gpu_markdown(run.results))
+    print(f"Results written to {args.json} and {args.md} in {run.results['seconds']} s.",
+          flush=True)
+    return run.results
+
+
+def add_gpu_arguments(parser: argparse.ArgumentParser) -> None:
+    gpu = parser.add_argument_group(
+        "--device gpu", "the accelerator benchmark on any Keras backend (KERAS_BACKEND=jax or "
+        "tensorflow; needs neither TensorFlow nor onnxruntime under JAX): training images/s "
+        "at a common batch and at the largest batch that fits, and inference, each for "
+        "float32 / float16 / bfloat16 with XLA on and off")
+    gpu.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                     help="cpu: the sections above (default); gpu: the accelerator benchmark "
+                          "(default size 512; --json/--md default benchmark_gpu.json/.md)")
+    gpu.add_argument("--allow_cpu", action="store_true",
+                     help="with --device gpu: run its code on the CPU when no GPU is visible "
+                          "(for tests) instead of exiting with an error")
+    gpu.add_argument("--precisions", nargs="+", choices=tuple(GPU_POLICIES),
+                     default=list(GPU_POLICIES), help="in this order (default: all three)")
+    gpu.add_argument("--infer_batch", type=int, nargs="+", default=[1, 8],
+                     help="inference batch sizes (default 1 8)")
+    gpu.add_argument("--common_batch", type=int, default=16,
+                     help="training batch every precision is timed at (default 16)")
+    gpu.add_argument("--max_batch", type=int, default=128,
+                     help="cap of the largest-batch search, which doubles the batch from "
+                          "--common_batch until out of memory (default 128; --quick: none)")
+    gpu.add_argument("--time_budget", type=float, default=None,
+                     help="seconds after which no new measurement starts (default 400, "
+                          "--quick 150; 0: no limit)")
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="about a minute: 256² only (or --size), 2 repeats, no bfloat16, "
-                             "tf_fp32_live or 512² training")
+                             "tf_fp32_live or 512² training; with --device gpu about 3 "
+                             "minutes: 3 repeats, no largest-batch search")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=None,
                         help="what to run (default: all but accuracy, which needs --model_path "
                              "and --VOCdevkit_path)")
@@ -458,13 +982,22 @@ def parse_args(argv):
     parser.add_argument("--calibration_images", type=int, default=None,
                         help="int8 calibration images (default: 8 for speed, 4 with --quick; "
                              "32 for accuracy, as predict.py)")
-    parser.add_argument("--json", default="benchmark.json", help="results file")
-    parser.add_argument("--md", default="benchmark.md", help="Markdown table file")
+    parser.add_argument("--json", default=None, help="results file (default benchmark.json)")
+    parser.add_argument("--md", default=None, help="Markdown file (default benchmark.md)")
+    parser.add_argument("--strategy", action="store_true",
+                        help="only the multi-worker section: training steps on 1 process vs 2 "
+                             "workers of a local TF_CONFIG cluster (same global batch)")
     parser.add_argument("--train_child", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--strategy_child", default="", help=argparse.SUPPRESS)
+    add_gpu_arguments(parser)
     args = parser.parse_args(argv)
+    if args.device == "gpu":
+        return gpu_defaults(args)
+    args.json, args.md = args.json or "benchmark.json", args.md or "benchmark.md"
     if args.sections is None:
-        args.sections = ["pipeline"] if args.pipeline else [
-            s for s in SECTIONS if s != "accuracy" or (args.model_path and args.VOCdevkit_path)]
+        args.sections = ["pipeline"] if args.pipeline else ["strategy"] if args.strategy else [
+            s for s in SECTIONS if s != "strategy"
+            and (s != "accuracy" or (args.model_path and args.VOCdevkit_path))]
     args.size = args.size or ([256] if args.quick else [512, 256])
     args.repeats = args.repeats or (2 if args.quick else 5)
     args.train_repeats = args.train_repeats or (2 if args.quick else 3)
@@ -477,16 +1010,34 @@ def parse_args(argv):
     return args
 
 
+def gpu_defaults(args):
+    """--device gpu's defaults: 512², 10 timed calls and 5 timed steps (--quick: 3 and 3)."""
+    args.size = args.size or [512]
+    args.repeats = args.repeats or (3 if args.quick else 10)
+    args.train_repeats = args.train_repeats or (3 if args.quick else 5)
+    if args.time_budget is None:
+        args.time_budget = 150 if args.quick else 400
+    args.json, args.md = args.json or "benchmark_gpu.json", args.md or "benchmark_gpu.md"
+    return args
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.device == "gpu":
+        return run_gpu(args)
     if args.train_child:
         print(RESULT_PREFIX + json.dumps(train_step_child(json.loads(args.train_child))))
+        return {}
+    if args.strategy_child:
+        print(RESULT_PREFIX + json.dumps(strategy_child(json.loads(args.strategy_child))))
         return {}
     start = time.perf_counter()
     results = {"machine": machine_info(), "settings": {
         "quick": args.quick, "sizes": args.size, "repeats": args.repeats,
         "train_repeats": args.train_repeats, "num_classes": args.num_classes,
         "backbone": args.backbone, "weights": args.model_path or "random (seeded)"}}
+    from unet import cpu_has_bfloat16
+
     if cpu_has_bfloat16() is False:
         print("Note: this CPU has no bfloat16 instructions; bfloat16 figures are emulated.")
     roof = None
@@ -510,6 +1061,8 @@ def main(argv=None) -> dict:
         results["pipeline"] = bench_pipeline(
             pipeline_size, args.num_classes, args.batch_size, num_images=8 if args.quick else 32,
             batches=2 if args.quick else 8, repeats=args.repeats)
+    if "strategy" in args.sections:
+        results["strategy"] = bench_strategy(args)
     results["targets"] = check_targets(results)
     results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     results["seconds"] = round(time.perf_counter() - start, 1)
