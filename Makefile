@@ -17,7 +17,7 @@ DEMO_MODEL := --model_path logs/demo/best_epoch_weights.weights.h5 --num_classes
 	--backbone resnet50 --input_shape 64 96
 DEMO_NAMES := --name_classes background circle square triangle
 
-.PHONY: venv demo test lint clean-demo
+.PHONY: venv demo docs test lint clean-demo
 
 venv: $(VENV)/.installed
 
@@ -40,6 +40,11 @@ demo: venv
 	$(PY) train.py $(DEMO_TRAIN)
 	$(PY) predict.py --mode dir_predict $(DEMO_MODEL) --dir_origin_path img/ --dir_save_path img_out/
 	$(PY) get_miou.py $(DEMO_MODEL) $(DEMO_NAMES)
+
+# README's pictures (docs/*.png) from the demo run; trains it first if its checkpoint is missing.
+docs: venv
+	@test -f logs/demo/best_epoch_weights.weights.h5 || $(MAKE) demo
+	$(PY) -m docs.make_pictures $(DEMO_MODEL) $(DEMO_NAMES)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from utils.config import load_config, parse_value, read_dict_help, split_overrides
+from utils.config import (
+    load_config,
+    parse_value,
+    read_dict_help,
+    read_parameter_block,
+    split_overrides,
+)
 
 SCRIPT = '''"""A script for tests."""
 import numpy as np
@@ -93,6 +99,29 @@ def test_help_is_generated_from_the_block(script, capsys):
     assert "A script for tests." in out
     assert "--num_classes" in out and "number of classes + 1" in out and "[default: 21]" in out
     assert "vgg or resnet50" in out and "[default: Init_lr * 0.01]" in out
+
+
+def test_help_takes_the_parameters_own_comment(tmp_path):
+    path = tmp_path / "block.py"
+    path.write_text(
+        "# Two phases: a section introduction.\n"
+        "# First epoch to run; above Freeze_Epoch it skips\n"
+        "# the frozen phase.\n"
+        "Init_Epoch = 0\n"
+        "# ----------\n"
+        "#   mode chooses what to compute.\n"
+        "#   0: everything. 1: predictions only.\n"
+        "# ----------\n"
+        "mode = 0\n"
+        "x = [1,\n"
+        "     2]  # a list\n")
+    help_text = {p.name: p.help for p in read_parameter_block(path)[0]}
+    assert help_text == {
+        "Init_Epoch": "First epoch to run; above Freeze_Epoch it skips the frozen phase.",
+        "mode": "mode chooses what to compute. 0: everything. 1: predictions only.",
+        "x": "a list"}
+    with pytest.raises(SystemExit):
+        load_config(path, ["--help"])
 
 
 def test_extra_parameters_and_their_help(script, tmp_path):

@@ -42,16 +42,29 @@ def _comments_by_line(source: str) -> dict[int, str]:
 
 
 def _help_for(node: ast.AST, comments: dict[int, str], lines: list[str]) -> str:
-    """The trailing comment of an assignment, else the comment lines directly above it."""
-    if node.lineno in comments and lines[node.lineno - 1].lstrip()[:1] != "#":
-        return comments[node.lineno]
+    """The trailing comment of an assignment, else the comment directly above it: a whole box
+    framed by `# ----` rules, or the last comment sentence (its last line plus the lines above
+    that run on into it), so a section's introduction above is left out."""
+    for number in (node.lineno, node.end_lineno):  # beside the first or the last line
+        if number in comments and lines[number - 1].lstrip()[:1] != "#":
+            return comments[number]
     above, line = [], node.lineno - 1
+
+    def is_rule(number: int) -> bool:
+        return bool(comments[number]) and not comments[number].strip("-=# ")
+
+    boxed = line in comments and is_rule(line)
+    line -= boxed
     while line in comments and lines[line - 1].lstrip().startswith("#"):
         text = comments[line].strip("-=# ")
+        if boxed and is_rule(line):
+            break
+        if not boxed and above and text.endswith((".", "!", "?")):
+            break  # a finished sentence above belongs to the section, not this parameter
         if text:
             above.insert(0, text)
         line -= 1
-    return " ".join(above[-2:])
+    return " ".join(above)
 
 
 def _block_nodes(tree: ast.Module) -> tuple[list[ast.stmt], list[ast.Assign]]:
@@ -132,7 +145,8 @@ def split_overrides(argv: Sequence[str]) -> dict[str, list[str]]:
 
 def format_help(script: str, description: str, params: list[Parameter]) -> str:
     width = max(len(p.name) for p in params) + 2
-    rows = [f"  --{p.name:<{width}} {p.help}  [default: {p.source}]" for p in params]
+    rows = [f"  --{p.name:<{width}} {p.help}  [default: {' '.join(p.source.split())}]"
+            for p in params]
     return "\n".join([f"usage: python {script} [--name value ...]", "", description, "",
                       "Parameters (edit them at the top of the script or override here):", *rows])
 
