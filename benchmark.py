@@ -38,6 +38,7 @@ import numpy as np
 
 from nets.unet import Unet as build_unet
 from utils.flops import count_flops
+from utils.precision import POLICIES, dtype_policy
 
 # TensorFlow, onnxruntime, PIL and the predictor are imported where the CPU sections use them:
 # `--device gpu` runs on any Keras backend, e.g. JAX on a machine without them.
@@ -224,7 +225,7 @@ def train_step_child(spec: dict) -> dict:
     import tensorflow as tf
 
     from utils.config import load_config
-    from utils.training import Phase, build_model, compile_phase, dtype_policy
+    from utils.training import Phase, build_model, compile_phase
 
     size, batch, classes = spec["size"], spec["batch"], spec["num_classes"]
     cfg = load_config(Path(__file__).with_name("train.py"), [
@@ -555,7 +556,6 @@ def write_inputs(folder: Path, args) -> tuple[str, "Image.Image", list[Path]]:
 
 # --device gpu: the accelerator benchmark on any Keras backend (JAX or TensorFlow), which imports
 # only Keras, NumPy and the backend-agnostic model, loss and schedule modules.
-GPU_POLICIES = {"float32": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 GPU_BACKENDS = ("jax", "tensorflow")
 MIXED_GOAL = 2.0  # mixed-precision training images/s vs float32
 NO_XLA_ON_JAX = "n/a: Keras on JAX always compiles with XLA (jit_compile=False runs op by op)"
@@ -612,17 +612,6 @@ def gpu_machine_info(allow_cpu: bool) -> dict:
     return info
 
 
-@contextlib.contextmanager
-def precision_policy(precision: str):
-    """Build (and compile) under a precision's Keras dtype policy, as train.py does."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(GPU_POLICIES[precision])
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
 def train_defaults(num_classes: int) -> dict:
     """train.py's parameter block (optimizer, LR, loss flags, weight decay...), run without the
     script's imports, which need TensorFlow."""
@@ -648,7 +637,7 @@ def gpu_model(args, precision: str, xla: bool, train_batch: int | None = None) -
     keras.backend.clear_session()
     gc.collect()
     size = args.size[0]
-    with precision_policy(precision):
+    with dtype_policy(precision):
         model = build_unet((size, size, 3), args.num_classes, args.backbone)
         if train_batch is None:
             model = keras.Model(model.input, keras.ops.argmax(model.output, axis=-1))
@@ -940,8 +929,8 @@ def add_gpu_arguments(parser: argparse.ArgumentParser) -> None:
     gpu.add_argument("--allow_cpu", action="store_true",
                      help="with --device gpu: run its code on the CPU when no GPU is visible "
                           "(for tests) instead of exiting with an error")
-    gpu.add_argument("--precisions", nargs="+", choices=tuple(GPU_POLICIES),
-                     default=list(GPU_POLICIES), help="in this order (default: all three)")
+    gpu.add_argument("--precisions", nargs="+", choices=tuple(POLICIES),
+                     default=list(POLICIES), help="in this order (default: all three)")
     gpu.add_argument("--infer_batch", type=int, nargs="+", default=[1, 8],
                      help="inference batch sizes (default 1 8)")
     gpu.add_argument("--common_batch", type=int, default=16,

@@ -44,6 +44,7 @@ from utils.distribute import (
     worker_dir,
 )
 from utils.losses import build_loss, f_score
+from utils.precision import POLICIES, dtype_policy
 from utils.schedules import (
     LR_DECAY_TYPES,
     OPTIMIZER_TYPES,
@@ -54,10 +55,8 @@ from utils.schedules import (
 from utils.utils import show_config
 from utils.weights import CheckpointWriteError, load_weights
 
-# mixed_precision values -> Keras dtype policies (False kept for configs written as the PyTorch
-# sibling's `fp16 = False`).
-PRECISIONS = {"float32": "float32", False: "float32", "float16": "mixed_float16",
-              "bfloat16": "mixed_bfloat16"}
+# mixed_precision values; False is kept for configs written as the PyTorch sibling's `fp16 = False`.
+PRECISIONS = (*POLICIES, False)
 # The original warns when fewer optimizer steps than these are planned (adam / sgd).
 WANTED_STEPS = {"adam": 1.5e4, "sgd": 5e4}
 SMALL_DATASET = {
@@ -238,17 +237,6 @@ def print_step_warning(cfg: Any, num_train: int) -> None:
           f"{cfg.Unfreeze_batch_size} and {cfg.UnFreeze_Epoch} epochs: {total} steps in total.")
     print(f"[Warning] Since {total} < {wanted:.0f}, consider UnFreeze_Epoch = "
           f"{int(wanted // epoch_steps + 1)}.")
-
-
-@contextmanager
-def dtype_policy(mixed_precision: str) -> Iterator[None]:
-    """Use the requested precision policy while training, then restore the previous one."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(PRECISIONS[mixed_precision])
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 @contextmanager
