@@ -11,7 +11,8 @@ from utils.config import load_config
 from utils.training import USER_ERRORS, describe_interrupt, train
 
 # GPUs to train on, e.g. [0, 1]; with several, the batch sizes below are global batches split
-# across them (tf.distribute.MirroredStrategy). Without a GPU, training runs on the CPU.
+# across them (MirroredStrategy). Without a GPU, training runs on the CPU. With TF_CONFIG set,
+# every machine of the cluster runs this script (MultiWorkerMirroredStrategy; see README).
 train_gpu = [0, ]
 # Number of classes + 1 (background counts), e.g. 2 object classes -> 3.
 num_classes = 21
