@@ -255,8 +255,10 @@ def test_disk_full_during_state_write_keeps_the_previous_state(tmp_path, monkeyp
 
 
 DRIVER = """
-import os, sys, time
+import faulthandler, os, signal, sys, time
 import numpy as np
+
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for stacks on a hang
 
 hang_at = int(os.environ.get("HANG_AT_SAVE", "0"))
 if hang_at:  # hang in the middle of the N-th training-state write, so SIGKILL lands there
@@ -309,7 +311,13 @@ def test_sigint_keeps_the_last_checkpoint_and_resume_continues(demo, tmp_path):
     process, log = start_training(tmp_path, argv)
     wait_for(lambda: saved_epoch(save_dir) >= 1, process, log)
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == 130
+    try:
+        assert process.wait(timeout=120) == 130, log.read_text()[-3000:]
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)  # every thread's stack into the log
+        time.sleep(3)
+        process.kill()
+        pytest.fail(f"no exit 2 minutes after Ctrl-C:\n{log.read_text()[-6000:]}")
     epoch = load_training_state(find_training_state(save_dir))[0]["epoch"]
     assert f"state after epoch {epoch} is in" in log.read_text()
     assert "--resume True" in log.read_text()
