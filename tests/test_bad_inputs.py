@@ -259,6 +259,9 @@ import faulthandler, os, signal, sys, time
 import numpy as np
 
 faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for stacks on a hang
+# Ctrl-C as in a terminal, even when this test runs in a background job, which starts every
+# child with SIGINT ignored (and Python then installs no KeyboardInterrupt handler)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 hang_at = int(os.environ.get("HANG_AT_SAVE", "0"))
 if hang_at:  # hang in the middle of the N-th training-state write, so SIGKILL lands there
