@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import keras
@@ -631,8 +632,7 @@ def gpu_model(args, precision: str, xla: bool, train_batch: int | None = None) -
     """A fresh U-Net under `precision`, compiled with or without XLA. For inference it returns
     the class map (argmax on the device); with `train_batch`, it is compiled as train.py's
     unfrozen phase: its loss, f_score metric, optimizer and learning rate for that batch."""
-    from utils.losses import build_loss, f_score
-    from utils.schedules import fit_learning_rates, make_optimizer
+    from utils.recipe import apply_weight_decay, compile_for_training
 
     keras.backend.clear_session()
     gc.collect()
@@ -643,18 +643,9 @@ def gpu_model(args, precision: str, xla: bool, train_batch: int | None = None) -
             model = keras.Model(model.input, keras.ops.argmax(model.output, axis=-1))
             model.compile(jit_compile=xla)
             return model
-        cfg = train_defaults(args.num_classes)
-        if cfg["weight_decay"] > 0:  # as utils.training.apply_weight_decay
-            for layer in model.layers:
-                if isinstance(layer, keras.layers.Conv2D):
-                    layer.kernel.regularizer = keras.regularizers.L2(cfg["weight_decay"])
-        lr, _ = fit_learning_rates(train_batch, cfg["Init_lr"], cfg["Min_lr"],
-                                   cfg["optimizer_type"])
-        model.compile(
-            optimizer=make_optimizer(cfg["optimizer_type"], lr, cfg["momentum"]),
-            loss=build_loss(np.asarray(cfg["cls_weights"], np.float32), cfg["dice_loss"],
-                            cfg["focal_loss"]),
-            metrics=[f_score()], jit_compile=xla)
+        cfg = SimpleNamespace(**train_defaults(args.num_classes))
+        apply_weight_decay(model, cfg.weight_decay)
+        compile_for_training(model, cfg, train_batch, jit_compile=xla)
     return model
 
 

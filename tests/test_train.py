@@ -15,8 +15,9 @@ from nets.unet import Unet, backbone_layer_names
 from utils.config import load_config
 from utils.demo_data import write_demo_dataset
 from utils.losses import CE
+from utils.recipe import apply_weight_decay
 from utils.schedules import fit_learning_rates, get_lr_scheduler
-from utils.training import apply_weight_decay, plan_phases, train
+from utils.training import plan_phases, train
 
 IDS = [f"demo_{i:04d}" for i in range(12)]
 

@@ -43,14 +43,12 @@ from utils.distribute import (
     select_strategy,
     worker_dir,
 )
-from utils.losses import build_loss, f_score
 from utils.precision import POLICIES, dtype_policy
+from utils.recipe import apply_weight_decay, compile_for_training
 from utils.schedules import (
     LR_DECAY_TYPES,
     OPTIMIZER_TYPES,
-    fit_learning_rates,
     get_lr_scheduler,
-    make_optimizer,
 )
 from utils.utils import show_config
 from utils.weights import CheckpointWriteError, load_weights
@@ -207,16 +205,6 @@ def find_resume_state(cfg: Any) -> tuple[Path, dict, dict]:
                             f"epochs (UnFreeze_Epoch = {cfg.UnFreeze_Epoch}); raise UnFreeze_Epoch "
                             "to train longer.")
     return folder, state, optimizer_store
-
-
-def apply_weight_decay(model: keras.Model, weight_decay: float) -> None:
-    """L2 on every conv kernel, set on the built variables: Keras 3 ignores the original's
-    `add_loss` outside `call` (D9). Keras adds it to the loss for trainable kernels only."""
-    if weight_decay <= 0:
-        return
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            layer.kernel.regularizer = keras.regularizers.L2(weight_decay)
 
 
 def seed_everything(seed: int) -> None:
@@ -382,14 +370,7 @@ def compile_phase(cfg: Any, model: keras.Model, phase: Phase, optimizer_store: d
         if phase.frozen:
             # the original counts the input layer among the frozen ones
             print(f"Freeze the first {frozen + 1} layers of total {len(model.layers)} layers.")
-    init_lr_fit, min_lr_fit = fit_learning_rates(
-        phase.batch_size, cfg.Init_lr, cfg.Min_lr, cfg.optimizer_type)
-    optimizer = make_optimizer(cfg.optimizer_type, init_lr_fit, cfg.momentum)
-    model.compile(
-        optimizer=optimizer,
-        loss=build_loss(np.asarray(cfg.cls_weights, np.float32), cfg.dice_loss, cfg.focal_loss),
-        metrics=[f_score()],
-    )
+    init_lr_fit, min_lr_fit = compile_for_training(model, cfg, phase.batch_size)
     if optimizer_store:
         model.optimizer.build(model.trainable_variables)
         if len(optimizer_store) != len(model.optimizer.variables):

@@ -1,0 +1,35 @@
+"""What train.py compiles a model with — optimizer with its batch-scaled LR, loss, f_score
+metric, L2 weight decay — in plain Keras, so the GPU benchmark uses it on any backend."""
+
+from typing import Any
+
+import keras
+import numpy as np
+
+from utils.losses import build_loss, f_score
+from utils.schedules import fit_learning_rates, make_optimizer
+
+
+def apply_weight_decay(model: keras.Model, weight_decay: float) -> None:
+    """L2 on every conv kernel, set on the built variables: Keras 3 ignores the original's
+    `add_loss` outside `call` (D9). Keras adds it to the loss for trainable kernels only."""
+    if weight_decay <= 0:
+        return
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            layer.kernel.regularizer = keras.regularizers.L2(weight_decay)
+
+
+def compile_for_training(
+    model: keras.Model, cfg: Any, batch_size: int, jit_compile: bool | str = "auto"
+) -> tuple[float, float]:
+    """Compile with a new optimizer whose LR is scaled to `batch_size` (the original's rule);
+    returns that phase's (Init_lr, Min_lr) for its schedule."""
+    init_lr, min_lr = fit_learning_rates(batch_size, cfg.Init_lr, cfg.Min_lr, cfg.optimizer_type)
+    model.compile(
+        optimizer=make_optimizer(cfg.optimizer_type, init_lr, cfg.momentum),
+        loss=build_loss(np.asarray(cfg.cls_weights, np.float32), cfg.dice_loss, cfg.focal_loss),
+        metrics=[f_score()],
+        jit_compile=jit_compile,
+    )
+    return init_lr, min_lr
