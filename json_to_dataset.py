@@ -5,28 +5,24 @@ whose pixel values are the indices of the shapes' names in `classes`. labelme it
 needed: polygons, rectangles, circles, lines, line strips and points are drawn with PIL.
 """
 
+from utils.cli import run
 from utils.config import load_config
 from utils.labelme import convert_folder
 
 json_path = "datasets/before"  # folder of the labelme .json files
 jpgs_path = "datasets/JPEGImages"  # where the images are written
 pngs_path = "datasets/SegmentationClass"  # where the labels are written
-# ------------------------------------------------------------------------------------------#
-#   The class names used in labelme; the position in the list is the label value.
-#   _background_ must stay first (value 0).
-# ------------------------------------------------------------------------------------------#
+# The class names used in labelme; the position in the list is the label value.
+# _background_ must stay first (value 0).
 classes = ["_background_", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
            "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
            "sheep", "sofa", "train", "tvmonitor"]
 
 
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> None:
     cfg = load_config(__file__, argv)
-    try:
-        convert_folder(cfg.json_path, cfg.jpgs_path, cfg.pngs_path, cfg.classes)
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
+    convert_folder(cfg.json_path, cfg.jpgs_path, cfg.pngs_path, cfg.classes)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

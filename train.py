@@ -7,9 +7,11 @@ Checkpoints, loss/mIoU curves, TensorBoard events and a CSV log are written to s
 
 import numpy as np
 
+from utils.cli import run
 from utils.config import load_config
-from utils.training import USER_ERRORS, describe_interrupt, train
+from utils.training import train
 
+# ---- Model ------------------------------------------------------------------------------------
 # GPUs to train on, e.g. [0, 1]; with several, the batch sizes below are global batches split
 # across them (MirroredStrategy). Without a GPU, training runs on the CPU. With TF_CONFIG set,
 # every machine of the cluster runs this script (MultiWorkerMirroredStrategy; see README).
@@ -24,9 +26,11 @@ model_path = "model_data/unet_vgg_voc.h5"
 # Input size [h, w], multiples of 32.
 input_shape = [512, 512]
 
+# ---- Training phases --------------------------------------------------------------------------
 # Two phases: first the backbone is frozen (less memory, faster), then everything trains.
-# Use 100-300 epochs in total (120 with SGD from backbone-only weights).
-# resnet50 needs batch sizes > 1 because of batch normalisation.
+# Use 100-300 epochs in total (120 with SGD from backbone-only weights). resnet50 needs batch
+# sizes > 1 because of batch normalisation.
+
 # First epoch to run; above Freeze_Epoch it skips the frozen phase.
 Init_Epoch = 0
 # Epochs of the frozen phase.
@@ -40,6 +44,7 @@ Unfreeze_batch_size = 2
 # Run the frozen phase first; False trains everything from Init_Epoch on.
 Freeze_Train = True
 
+# ---- Optimizer --------------------------------------------------------------------------------
 # Maximum learning rate: adam 1e-4, sgd 1e-2 (both scaled by batch size / 16 and clamped).
 Init_lr = 1e-4
 # Minimum learning rate, 1% of the maximum by default.
@@ -52,6 +57,8 @@ momentum = 0.9
 weight_decay = 0
 # Learning-rate decay: "cos" or "step".
 lr_decay_type = 'cos'
+
+# ---- Outputs ----------------------------------------------------------------------------------
 # Save ep%03d-loss...-val_loss....weights.h5 every save_period epochs.
 save_period = 5
 # Folder for checkpoints and logs.
@@ -61,6 +68,7 @@ eval_flag = True
 # Epochs between mIoU evaluations.
 eval_period = 5
 
+# ---- Data and loss ----------------------------------------------------------------------------
 # Dataset root.
 VOCdevkit_path = 'VOCdevkit'
 # Add dice loss: for few classes, or many classes with batch size >= 10.
@@ -71,6 +79,8 @@ focal_loss = False
 cls_weights = np.ones([num_classes], np.float32)
 # Kept from the original; tf.data reads and augments in parallel threads whatever its value.
 num_workers = 1
+
+# ---- Run --------------------------------------------------------------------------------------
 # Seed for Python, NumPy and TensorFlow: same seed, same initial weights and batches.
 seed = 11
 # Continue the interrupted run in save_dir (weights, optimizer, epoch, curves).
@@ -79,16 +89,9 @@ resume = False
 mixed_precision = "float32"
 
 
-def main(argv=None):
-    cfg = load_config(__file__, argv)
-    try:
-        train(cfg)
-    except USER_ERRORS as error:
-        raise SystemExit(f"\nError: {error}") from None
-    except KeyboardInterrupt:
-        print(f"\n{describe_interrupt(cfg.save_dir)}")
-        raise SystemExit(130) from None
+def main(argv: list[str] | None = None) -> None:
+    train(load_config(__file__, argv))
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

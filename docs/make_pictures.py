@@ -15,6 +15,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from PIL import Image
 
+from utils.errors import MissingFileError
+
 model_path = "logs/demo/best_epoch_weights.weights.h5"  # the checkpoint to show (make demo's)
 num_classes = 4  # number of classes + 1 (background) of that checkpoint
 backbone = "resnet50"  # encoder of that checkpoint: vgg or resnet50
@@ -69,7 +71,7 @@ def newest_curves(save_dir: str | Path) -> Path:
     """The newest loss_* folder with a loss curve (training writes one per run)."""
     folders = sorted(p.parent for p in Path(save_dir).glob("loss_*/epoch_loss.png"))
     if not folders:
-        raise SystemExit(f"error: no {save_dir}/loss_*/epoch_loss.png: run make demo first.")
+        raise MissingFileError(f"no {save_dir}/loss_*/epoch_loss.png: run make demo first.")
     return folders[-1]
 
 
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
 
     cfg = load_config(__file__, argv)
     if not Path(cfg.model_path).is_file():
-        raise SystemExit(f"error: {cfg.model_path} not found: run make demo first.")
+        raise MissingFileError(f"{cfg.model_path} not found: run make demo first.")
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     settings = dict(model_path=cfg.model_path, num_classes=cfg.num_classes,
@@ -109,4 +111,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from utils.cli import run
+
+    run(main)

@@ -9,7 +9,8 @@ import keras
 from keras import layers
 
 
-def _conv_bn(x, filters: int, kernel_size: int, name: str, strides: int = 1, relu: bool = True):
+def _conv_bn(x, filters: int, kernel_size: int, name: str, strides: int = 1, *,
+             relu: bool = True):
     x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same" if kernel_size > 1
                       else "valid", name=f"{name}_conv")(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
@@ -18,7 +19,7 @@ def _conv_bn(x, filters: int, kernel_size: int, name: str, strides: int = 1, rel
     return x
 
 
-def _bottleneck(x, filters: int, name: str, strides: int = 1, projection: bool = False):
+def _bottleneck(x, filters: int, name: str, strides: int = 1, *, projection: bool = False):
     """1x1 -> 3x3 -> 1x1 bottleneck; `projection` adds the strided 1x1 shortcut of a conv block."""
     shortcut = x
     y = _conv_bn(x, filters, 1, f"{name}_1", strides=strides)

@@ -21,6 +21,17 @@ DECODER_CHANNELS = (64, 128, 256, 512)
 HEAD_NAME = "final_conv"
 
 
+def check_backbone(backbone: str) -> None:
+    if backbone not in BACKBONES:
+        raise ValueError(f"Unsupported backbone - `{backbone}`, Use vgg, resnet50.")
+
+
+def check_num_classes(num_classes: int) -> None:
+    if int(num_classes) < 2:
+        raise ValueError(f"num_classes = {num_classes}, but it counts the background too: use "
+                         "the number of object classes + 1 (at least 2).")
+
+
 def check_input_shape(input_shape: Sequence[int]) -> tuple[int, int]:
     """Return (h, w) or raise a ValueError suggesting the nearest multiples of 32."""
     if len(input_shape) not in (2, 3) or (len(input_shape) == 3 and input_shape[2] != 3):
@@ -60,10 +71,8 @@ def Unet(
     input_shape: Sequence[int] = (512, 512, 3), num_classes: int = 21, backbone: str = "vgg"
 ) -> keras.Model:
     """Build the U-Net; the output is per-pixel softmax probabilities of shape (B, H, W, C)."""
-    if backbone not in BACKBONES:
-        raise ValueError(f"Unsupported backbone - `{backbone}`, Use vgg, resnet50.")
-    if int(num_classes) < 2:
-        raise ValueError(f"num_classes is {num_classes}; it counts background too, so use >= 2.")
+    check_backbone(backbone)
+    check_num_classes(num_classes)
     h, w = check_input_shape(input_shape)
 
     inputs = keras.Input((h, w, 3), name="input_layer")
@@ -99,7 +108,7 @@ def backbone_layer_names(model: keras.Model) -> list[str]:
     ]
 
 
-def freeze_backbone(model: keras.Model, backbone: str, frozen: bool = True) -> int:
+def freeze_backbone(model: keras.Model, backbone: str, *, frozen: bool = True) -> int:
     """Set the original's frozen set (the encoder but its last layer(s)); return how many froze."""
     keep = set(BACKBONES[backbone]["trainable_when_frozen"])
     count = 0

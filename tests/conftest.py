@@ -1,17 +1,108 @@
-"""Shared test set-up: quiet TensorFlow, the repository on sys.path, small helpers."""
+"""Shared test set-up: quiet TensorFlow, bounded memory, and the fixtures several files use."""
 
+import ctypes
+import ctypes.util
+import gc
 import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from utils.cli import USER_ERROR_STATUS, run  # noqa: E402
+from utils.demo_data import write_demo_dataset  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+# A two-phase run that takes seconds: random weights, 32x32 inputs, 4 classes of demo images.
+TINY_TRAIN = ("--num_classes", "4", "--model_path", "", "--input_shape", "32", "32",
+              "--Freeze_batch_size", "2", "--Unfreeze_batch_size", "2")
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform == "linux" else None
+
+
+def write_voc_item(root: Path, image_id: str, image, label, ext: str | None = ".jpg") -> Path:
+    """One image and its label PNG under root/VOC2007; returns the label's path.
+
+    `image` is a PIL image, an array, or a (width, height) size for a plain grey image; with
+    `ext=None` only the label is written.
+    """
+    images, labels = root / "VOC2007" / "JPEGImages", root / "VOC2007" / "SegmentationClass"
+    images.mkdir(parents=True, exist_ok=True)
+    labels.mkdir(parents=True, exist_ok=True)
+    if isinstance(image, tuple):
+        image = Image.new("RGB", image, (90, 90, 90))
+    elif not isinstance(image, Image.Image):
+        image = Image.fromarray(np.asarray(image))
+    if ext:
+        image.save(images / f"{image_id}{ext}")
+    Image.fromarray(np.asarray(label, np.uint8)).save(labels / f"{image_id}.png")
+    return labels / f"{image_id}.png"
+
+
+def write_voc(root: Path, num_train: int = 4, num_val: int = 2) -> Path:
+    """Demo images (160x120; circle, square, triangle + background) with explicit train/val
+    splits: the first num_train ids train, the next num_val validate."""
+    dataset = root / "VOCdevkit"
+    write_demo_dataset(dataset, num_images=num_train + num_val, img_dir=root / "img")
+    ids = [f"demo_{i:04d}" for i in range(num_train + num_val)]
+    splits = dataset / "VOC2007" / "ImageSets" / "Segmentation"
+    splits.mkdir(parents=True)
+    (splits / "train.txt").write_text("".join(f"{i}\n" for i in ids[:num_train]))
+    (splits / "val.txt").write_text("".join(f"{i}\n" for i in ids[num_train:]))
+    return dataset
+
+
+@pytest.fixture(scope="session")
+def make_voc(tmp_path_factory) -> Callable[..., Path]:
+    """`make_voc(num_train=4, num_val=2)`: a new demo dataset in its own folder."""
+    return lambda num_train=4, num_val=2: write_voc(tmp_path_factory.mktemp("voc"), num_train,
+                                                    num_val)
+
+
+@pytest.fixture(scope="session")
+def voc_item() -> Callable[..., Path]:
+    """`voc_item(root, image_id, image, label, ext=".jpg")`: see write_voc_item."""
+    return write_voc_item
+
+
+@pytest.fixture(scope="session")
+def train_argv() -> Callable[..., list[str]]:
+    """`train_argv(dataset, save_dir, *extra)`: train.py's words for a tiny run."""
+    return lambda dataset, save_dir, *extra: [
+        *TINY_TRAIN, "--VOCdevkit_path", str(dataset), "--save_dir", str(save_dir), *extra]
+
+
+@pytest.fixture
+def user_error(capsys) -> Callable[[Callable, Sequence[str]], str]:
+    """`user_error(script.main, argv)`: runs the script as the command line does, checks it
+    stops with the user-error status, and returns the message it printed."""
+
+    def fails(main: Callable, argv: Sequence[str]) -> str:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            run(main, list(argv))
+        assert exit_info.value.code == USER_ERROR_STATUS
+        err = "\n" + capsys.readouterr().err  # progress bars may come before the message
+        assert "\nerror: " in err and "Traceback" not in err
+        return err[err.rindex("\nerror: ") + 1:]
+
+    return fails
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _fresh_keras_session():
-    """Each test module starts with fresh Keras name counters and an empty graph."""
+    """Each test module starts with fresh Keras name counters and an empty graph, and hands
+    the memory of its models back to the system when it ends."""
     keras.backend.clear_session()
     yield
+    keras.backend.clear_session()
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)

@@ -1,4 +1,4 @@
-"""The bad-input matrix (issue 7): each case gets a clear message, and nothing written is lost.
+"""The bad-input matrix: each case gets a clear message, and nothing written is lost.
 
 Rows already covered beside their code (audit traps, bad HDF5 files, NaN loss, prompt/EOF, ...)
 are not repeated here; this file holds the rest, end to end through train.py where it matters.
@@ -19,54 +19,42 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import REPO
 from PIL import Image
 
 import train as train_script
-import utils.training as training
 import voc_annotation
 from nets.unet import Unet
-from unet import Unet as Predictor
-from utils.callbacks import find_training_state, load_training_state, save_training_state
 from utils.config import load_config
 from utils.dataloader import make_dataset
-from utils.demo_data import write_demo_dataset
+from utils.dataset_audit import audit_dataset
+from utils.errors import UserError
+from utils.predictor import Predictor
+from utils.training import train
+from utils.training_state import find_training_state, load_training_state, save_training_state
 from utils.utils import cvtColor, read_image, resize_image
 from utils.weights import CheckpointWriteError
 
-REPO = Path(__file__).resolve().parents[1]
 SPLITS = Path("VOC2007") / "ImageSets" / "Segmentation"
 UNICODE_ID = "café_猫"
 SIZE = (40, 32)  # stored width x height of the odd-format images
-
-
-def tiny_argv(dataset: Path, save_dir: Path, *extra: str) -> list[str]:
-    return ["--num_classes", "4", "--model_path", "", "--input_shape", "32", "32",
-            "--VOCdevkit_path", str(dataset), "--save_dir", str(save_dir),
-            "--Freeze_batch_size", "2", "--Unfreeze_batch_size", "2", "--Freeze_Epoch", "1",
-            "--UnFreeze_Epoch", "1", "--eval_flag", "False", *extra]
-
-
-def fails(argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as excinfo:
-        train_script.main(argv)
-    message = excinfo.value.code
-    assert isinstance(message, str) and message.startswith("\nError: ")
-    return message
-
-
-def write_demo(root: Path, num_train: int = 4, num_val: int = 2) -> Path:
-    dataset = root / "VOCdevkit"
-    write_demo_dataset(dataset, num_images=num_train + num_val, img_dir=root / "img")
-    ids = [f"demo_{i:04d}" for i in range(num_train + num_val)]
-    (dataset / SPLITS).mkdir(parents=True)
-    (dataset / SPLITS / "train.txt").write_text("".join(f"{i}\n" for i in ids[:num_train]))
-    (dataset / SPLITS / "val.txt").write_text("".join(f"{i}\n" for i in ids[num_train:]))
-    return dataset
+ONE_EPOCH = ("--Freeze_Epoch", "1", "--UnFreeze_Epoch", "1", "--eval_flag", "False")
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return write_demo(tmp_path_factory.mktemp("demo"))
+def tiny_argv(train_argv):
+    """A one-epoch run without mIoU evaluation."""
+    return lambda dataset, save_dir, *extra: train_argv(dataset, save_dir, *ONE_EPOCH, *extra)
+
+
+@pytest.fixture
+def fails(user_error):
+    return lambda argv: user_error(train_script.main, argv)
+
+
+@pytest.fixture(scope="module")
+def demo(make_voc):
+    return make_voc()
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -76,8 +64,9 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 # ---- labels and settings: refused before anything is built or written ----
 
 
-def test_train_refuses_label_values_at_or_above_num_classes(tmp_path):
-    dataset = write_demo(tmp_path)
+def test_train_refuses_label_values_at_or_above_num_classes(tmp_path, make_voc, tiny_argv,
+                                                             fails):
+    dataset = make_voc()
     label_path = dataset / "VOC2007" / "SegmentationClass" / "demo_0001.png"
     label = np.asarray(Image.open(label_path)).copy()
     label[:3, :3] = 7
@@ -88,18 +77,18 @@ def test_train_refuses_label_values_at_or_above_num_classes(tmp_path):
 
     label[:3, :3] = 255  # 255 is the ignore value: allowed
     Image.fromarray(label).save(label_path)
-    assert training.check_dataset(load_config(train_script.__file__, tiny_argv(
-        dataset, tmp_path / "logs")), [training.Phase(True, 2, 0, 1, True)])
+    assert audit_dataset(dataset, 4, progress=False).fatal == []
 
 
-def test_input_shape_below_32_suggests_32(demo, tmp_path):
+def test_input_shape_below_32_suggests_32(demo, tmp_path, tiny_argv, fails):
     message = fails(tiny_argv(demo, tmp_path / "logs", "--input_shape", "16", "16"))
     assert "16" in message and "use 32" in message
     assert not (tmp_path / "logs").exists()
 
 
 @pytest.mark.parametrize("content", [b"not an hdf5 file", "truncated"])
-def test_bad_model_path_is_named_and_save_dir_is_untouched(demo, tmp_path, content):
+def test_bad_model_path_is_named_and_save_dir_is_untouched(demo, tmp_path, content, tiny_argv,
+                                                            fails):
     model_path = tmp_path / "model_data" / "broken.h5"
     model_path.parent.mkdir()
     if content == "truncated":
@@ -118,15 +107,14 @@ def test_bad_model_path_is_named_and_save_dir_is_untouched(demo, tmp_path, conte
     assert model_path.read_bytes() == content
 
 
-def test_names_with_spaces_are_refused_by_the_split(tmp_path):
-    dataset = write_demo(tmp_path / "a", num_train=3, num_val=0)
+def test_names_with_spaces_are_refused_by_the_split(make_voc, user_error):
+    dataset = make_voc(3, 0)
     labels, images = dataset / "VOC2007" / "SegmentationClass", dataset / "VOC2007" / "JPEGImages"
     (labels / "demo_0002.png").rename(labels / "my photo.png")
     (images / "demo_0002.jpg").rename(images / "my photo.jpg")
     (dataset / SPLITS / "train.txt").unlink()
-    with pytest.raises(SystemExit) as excinfo:
-        voc_annotation.main(["--VOCdevkit_path", str(dataset)])
-    assert "my photo" in excinfo.value.code and "rename" in excinfo.value.code
+    message = user_error(voc_annotation.main, ["--VOCdevkit_path", str(dataset)])
+    assert "my photo" in message and "rename" in message
     assert not (dataset / SPLITS / "train.txt").exists()
 
 
@@ -156,7 +144,7 @@ def odd_dataset(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def odd_run(tmp_path_factory):
+def odd_run(tmp_path_factory, tiny_argv):
     root = tmp_path_factory.mktemp("odd")
     dataset = odd_dataset(root)
     voc_annotation.main(["--VOCdevkit_path", str(dataset), "--train_percent", "0.5"])
@@ -166,7 +154,7 @@ def odd_run(tmp_path_factory):
                      "--eval_flag", "True", "--eval_period", "1")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        result = training.train(load_config(train_script.__file__, argv))
+        result = train(load_config(train_script.__file__, argv))
     return dataset, result, printed.getvalue()
 
 
@@ -191,7 +179,7 @@ def test_odd_formats_are_trained_and_predicted_as_rgb(odd_run, image_id):
     rgb = cvtColor(stored)
     assert rgb.mode == "RGB" and rgb.size == SIZE  # EXIF orientation is not applied
     expected = np.asarray(resize_image(rgb, (32, 32))[0], np.float32) / 127.5 - 1
-    images, _ = next(iter(make_dataset([image_id], (32, 32), 1, 4, False, dataset)))
+    images, _ = next(iter(make_dataset(dataset, [image_id], (32, 32), 1, 4, train=False)))
     np.testing.assert_allclose(images.numpy()[0], expected, atol=1e-6)
 
     predictor = Predictor(model=result.model, num_classes=4, input_shape=[32, 32], mix_type=1)
@@ -221,15 +209,16 @@ def write_half_then_fail(self, filepath, *args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-def test_disk_full_during_training_keeps_the_last_good_epoch(demo, tmp_path, monkeypatch):
+def test_disk_full_during_training_keeps_the_last_good_epoch(demo, tmp_path, monkeypatch,
+                                                             tiny_argv):
     save_dir = tmp_path / "logs"
     cfg = load_config(train_script.__file__, tiny_argv(
         demo, save_dir, "--Freeze_Train", "False", "--UnFreeze_Epoch", "2", "--save_period", "1"))
     with pytest.raises(CheckpointWriteError) as excinfo:
-        training.train(cfg, callbacks=[DiskFullFrom(2, monkeypatch)])
+        train(cfg, callbacks=[DiskFullFrom(2, monkeypatch)])
     message = str(excinfo.value)
     assert "ep002-" in message and "No space left on device" in message
-    assert "Free disk space" in message and CheckpointWriteError in training.USER_ERRORS
+    assert "Free disk space" in message and isinstance(excinfo.value, UserError)
     monkeypatch.undo()
 
     names = sorted(p.name for p in save_dir.iterdir() if p.is_file())
@@ -277,7 +266,8 @@ if hang_at:  # hang in the middle of the N-th training-state write, so SIGKILL l
     np.savez = slow_savez
 
 import train
-train.main(sys.argv[1:])
+from utils.cli import run
+run(train.main, sys.argv[1:])
 """
 
 
@@ -308,7 +298,7 @@ def saved_epoch(save_dir: Path) -> int:
 
 
 @pytest.mark.slow
-def test_sigint_keeps_the_last_checkpoint_and_resume_continues(demo, tmp_path):
+def test_sigint_keeps_the_last_checkpoint_and_resume_continues(demo, tmp_path, tiny_argv):
     save_dir = tmp_path / "logs"
     argv = tiny_argv(demo, save_dir, "--Freeze_Train", "False", "--UnFreeze_Epoch", "50")
     process, log = start_training(tmp_path, argv)
@@ -325,18 +315,19 @@ def test_sigint_keeps_the_last_checkpoint_and_resume_continues(demo, tmp_path):
     assert f"state after epoch {epoch} is in" in log.read_text()
     assert "--resume True" in log.read_text()
 
-    resumed = training.train(load_config(train_script.__file__, [
+    resumed = train(load_config(train_script.__file__, [
         *argv, "--UnFreeze_Epoch", str(epoch + 1), "--resume", "True"]))
     assert resumed.epoch == epoch + 1 and len(resumed.history["loss"]) == epoch + 1
     assert saved_epoch(save_dir) == epoch + 1
 
 
 @pytest.mark.slow
-def test_kill_9_during_checkpoint_write_then_resume_equals_a_straight_run(demo, tmp_path):
+def test_kill_9_during_checkpoint_write_then_resume_equals_a_straight_run(demo, tmp_path,
+                                                                         tiny_argv):
     extra = ("--Freeze_Train", "False", "--UnFreeze_Epoch", "2", "--save_period", "1",
              "--optimizer_type", "sgd", "--Init_lr", "1e-3")
-    straight = training.train(load_config(train_script.__file__,
-                                          tiny_argv(demo, tmp_path / "straight", *extra)))
+    straight = train(load_config(train_script.__file__,
+                                 tiny_argv(demo, tmp_path / "straight", *extra)))
 
     save_dir = tmp_path / "killed"
     argv = tiny_argv(demo, save_dir, *extra)
@@ -350,7 +341,7 @@ def test_kill_9_during_checkpoint_write_then_resume_equals_a_straight_run(demo, 
     assert load_training_state(find_training_state(save_dir))[0]["epoch"] == 1
     Unet((32, 32, 3), 4, "vgg").load_weights(save_dir / "last_epoch_weights.weights.h5")
 
-    resumed = training.train(load_config(train_script.__file__, [*argv, "--resume", "True"]))
+    resumed = train(load_config(train_script.__file__, [*argv, "--resume", "True"]))
     for a, b in zip(straight.model.get_weights(), resumed.model.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert resumed.history["loss"] == pytest.approx(straight.history["loss"], rel=1e-5)

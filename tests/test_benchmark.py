@@ -1,4 +1,5 @@
-"""benchmark.py: the --quick run writes valid JSON and Markdown; targets are computed right."""
+"""benchmark.py and benchmarks/: the --quick run writes valid JSON and Markdown, the settings and
+their errors, the child processes, the targets table and the GPU run on any backend."""
 
 import json
 import subprocess
@@ -6,21 +7,46 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 
 import benchmark
+from benchmarks.gpu import gpu_model, is_out_of_memory, largest_batch
+from benchmarks.harness import child_result, start_child, synthetic_batch, time_call
+from benchmarks.pipeline import bench_pipeline
+from benchmarks.settings import resolve
+from benchmarks.targets import CPU_TARGETS, GPU_TARGETS, evaluate
+from utils.config import load_config
+from utils.errors import UserError
 
 pytest.importorskip("tf2onnx")
+
+ROOT = Path(benchmark.__file__).parent
+
+
+def settings(*argv: str):
+    return resolve(load_config(benchmark.__file__, argv))
+
+
+def run_script(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "benchmark.py", *argv], capture_output=True,
+                          text=True, check=False, cwd=ROOT)
 
 
 def test_quick_run_writes_json_and_markdown(tmp_path):
     out_json, out_md = tmp_path / "benchmark.json", tmp_path / "benchmark.md"
-    benchmark.main(["--quick", "--size", "64", "--num_classes", "3", "--repeats", "1",
-                    "--train_repeats", "1", "--calibration_images", "2",
-                    "--json", str(out_json), "--md", str(out_md)])
+    done = run_script("--quick", "--size", "64", "--num_classes", "3", "--repeats", "1",
+                      "--train_repeats", "1", "--calibration_images", "2",
+                      "--json", str(out_json), "--md", str(out_md))
+    assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out_json.read_text())
-    assert {"machine", "settings", "roof", "inference", "predictor", "training", "pipeline",
-            "targets"} <= set(results)
+    assert list(results) == ["machine", "settings", "roof", "inference", "predictor",
+                             "training", "pipeline", "targets", "seconds"]
+    assert {"cpu", "cores", "cpu_flags", "gpus", "tensorflow", "keras", "onnxruntime",
+            "load_average_start", "load_average_end"} == set(results["machine"])
+    assert results["settings"] == {"quick": True, "sizes": [64], "repeats": 1,
+                                   "train_repeats": 1, "num_classes": 3, "backbone": "vgg",
+                                   "weights": "random (seeded)"}
     assert results["roof"]["float32_gflops"] > 0
     backends = [row["backend"] for row in results["inference"]]
     assert backends == ["tf_fp32", "tf_fp32_xla", "ort_fp32", "ort_int8"]  # quick: no bf16
@@ -29,7 +55,7 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
         assert row["gflops"] > 0 and row["agreement_vs_first"] is None  # random weights
     calls = {(row["backend"], row["call"]) for row in results["predictor"]}
     assert ("tf_fp32", "get_miou_png") in calls and ("tf_fp32", "detect_image") in calls
-    (train,) = results["training"]
+    (train,) = results["training"]  # timed in a child process
     assert (train["size"], train["batch"], train["precision"]) == (64, 4, "float32")
     assert train["images_per_s"] > 0 and 0.1 < train["peak_rss_gib"] < 64
     assert results["pipeline"]["images_per_s_median"] > 0
@@ -58,57 +84,196 @@ def test_strategy_section_times_one_and_two_workers(tmp_path):
     assert "## Data-parallel workers on this machine" in out_md.read_text()
 
 
+def test_pipeline_section_reports_images_per_second(capsys):
+    result = bench_pipeline(size=32, batch_size=2, num_images=2, batches=1, repeats=2)
+    assert result["images_per_s_min"] > 0
+    assert result["images_per_s_median"] >= result["images_per_s_min"]
+    assert "images/s" in capsys.readouterr().out
+
+
+# A hand-made run: two sizes, two training configurations, three backends in the accuracy.
+CPU_RESULTS = {
+    "inference": [
+        {"size": 512, "backend": "tf_fp32", "s_min": 2.0, "pct_roof": 96.0},
+        {"size": 512, "backend": "ort_int8", "s_min": 0.7, "pct_roof": 274.3},
+        {"size": 256, "backend": "tf_fp32", "s_min": 0.5, "pct_roof": 90.0},
+        {"size": 256, "backend": "ort_int8", "s_min": 0.2, "pct_roof": 225.0},
+        {"size": 128, "backend": "tf_fp32", "s_min": 0.1, "pct_roof": None},  # no roof
+    ],
+    "predictor": [
+        {"size": 512, "backend": "tf_fp32", "call": "get_miou_png", "s_min": 2.1,
+         "pct_roof": 91.4, "overhead_pct": 5.0},
+        {"size": 512, "backend": "tf_fp32", "call": "detect_image", "s_min": 2.3,
+         "pct_roof": 83.0, "overhead_pct": 15.0},
+        {"size": 512, "backend": "tf_bf16", "call": "get_miou_png", "s_min": 1.0},
+        {"size": 512, "backend": "ort_int8", "call": "get_miou_png", "s_min": 0.8},
+    ],
+    "training": [
+        {"size": 256, "batch": 4, "precision": "float32", "s_min": 3.0, "pct_roof": 80.0,
+         "peak_rss_gib": 2.0},
+        {"size": 256, "batch": 4, "precision": "bfloat16", "s_min": 1.5},
+        {"size": 512, "batch": 2, "precision": "float32", "s_min": 9.0, "pct_roof": 86.0,
+         "peak_rss_gib": 4.6},
+        {"size": 512, "batch": 2, "precision": "bfloat16", "s_min": 6.0},
+    ],
+    "pipeline": {"images_per_s_median": 61.0},
+    "accuracy": [
+        {"backend": "tf_fp32", "mIoU_delta_points": 0.0, "pixel_agreement": 1.0},
+        {"backend": "ort_fp32", "mIoU_delta_points": 0.01, "pixel_agreement": 0.9999},
+        {"backend": "tf_bf16", "mIoU_delta_points": -1.5, "pixel_agreement": 0.995},
+    ],
+}
+
+
+def gpu_row(precision, batch, images_per_s, *, xla=True):
+    return {"size": 512, "precision": precision, "batch": batch, "xla": xla,
+            "images_per_s": images_per_s}
+
+
+GPU_RESULTS = {"settings": {"common_batch": 16}, "training": [
+    gpu_row("float32", 16, 100.0), gpu_row("float16", 16, 150.0), gpu_row("bfloat16", 16, 250.0),
+    gpu_row("float32", 16, 90.0, xla=False), gpu_row("bfloat16", 16, 200.0, xla=False),
+    gpu_row("float32", 32, 110.0), gpu_row("float16", 64, 190.0),
+    gpu_row("bfloat16", 128, 330.0)],
+    "largest_batch": [{"precision": p, "row": gpu_row(p, b, ips)} for p, b, ips in (
+        ("float32", 32, 110.0), ("float16", 64, 190.0), ("bfloat16", 128, 330.0))]}
+
+
+def target_rows(*rows: tuple) -> list[dict]:
+    return [dict(zip(("target", "goal", "measured", "met"), row, strict=True)) for row in rows]
+
+
+def test_targets_table_gives_the_rows_the_coded_checks_gave():
+    """Every row, in order, as the targets written as code computed them on these results."""
+    assert evaluate(CPU_RESULTS, CPU_TARGETS) == target_rows(
+        ("fp32 inference 512² % of roof", ">= 95", 96.0, True),
+        ("int8 inference 512² speed-up vs fp32", ">= 2.5", 2.857, True),
+        ("fp32 inference 256² % of roof", ">= 95", 90.0, False),
+        ("int8 inference 256² speed-up vs fp32", ">= 2.5", 2.5, True),
+        ("predictor end to end 512² % of roof", ">= 92", 91.4, False),
+        ("pre/post-processing 512² % of model time", "<= 5", 5.0, True),
+        ("tf_bf16 end to end speed-up vs fp32", ">= 1.9", 2.1, True),
+        ("ort_int8 end to end speed-up vs fp32", ">= 2.5", 2.625, True),
+        ("fp32 training 256² batch 4 % of roof", ">= 85", 80.0, False),
+        ("bf16 training 256² batch 4 speed-up", ">= 1.8", 2.0, True),
+        ("fp32 training 512² batch 2 % of roof", ">= 85", 86.0, True),
+        ("bf16 training 512² batch 2 speed-up", ">= 1.8", 1.5, False),
+        ("fp32 training 512² batch 2 peak RSS GiB", "<= 4.5", 4.6, False),
+        ("input pipeline images/s", ">= 60", 61.0, True),
+        ("ort_fp32 val mIoU points vs tf_fp32", "within 1", 0.01, True),
+        ("tf_bf16 val mIoU points vs tf_fp32", "within 1", -1.5, False),
+        ("tf_bf16 class maps agreeing with fp32 %", ">= 99", 99.5, True),
+    )
+    assert evaluate(GPU_RESULTS, GPU_TARGETS) == target_rows(
+        ("float16 training 512² images/s vs float32, batch 16", ">= 2.0", 1.5, False),
+        ("float16 training 512² images/s vs float32, largest batch each", ">= 2.0", 1.727,
+         False),
+        ("bfloat16 training 512² images/s vs float32, batch 16", ">= 2.0", 2.5, True),
+        ("bfloat16 training 512² images/s vs float32, largest batch each", ">= 2.0", 3.0,
+         True),
+    )
+
+
 def test_targets_are_ratios_of_this_run():
-    results = {
-        "inference": [
-            {"size": 512, "backend": "tf_fp32", "s_min": 2.0, "pct_roof": 96.0},
-            {"size": 512, "backend": "ort_int8", "s_min": 1.0, "pct_roof": 192.0},
-        ],
-        "predictor": [
-            {"size": 512, "backend": "tf_fp32", "call": "get_miou_png", "s_min": 2.1,
-             "pct_roof": 91.4, "overhead_pct": 5.0},
-            {"size": 512, "backend": "tf_bf16", "call": "get_miou_png", "s_min": 1.0},
-        ],
-        "training": [
-            {"size": 512, "batch": 2, "precision": "float32", "s_min": 9.0, "pct_roof": 86.0,
-             "peak_rss_gib": 4.6},
-            {"size": 512, "batch": 2, "precision": "bfloat16", "s_min": 6.0},
-        ],
-        "pipeline": {"images_per_s_median": 61.0},
-        "accuracy": [
-            {"backend": "tf_fp32", "mIoU_delta_points": 0.0, "pixel_agreement": 1.0},
-            {"backend": "tf_bf16", "mIoU_delta_points": -1.5, "pixel_agreement": 0.995},
-        ],
-    }
-    targets = {t["target"]: (t["measured"], t["met"]) for t in benchmark.check_targets(results)}
+    """A target needs the rows it is measured on; a ratio needs both of its rows."""
+    results = {**CPU_RESULTS, "inference": CPU_RESULTS["inference"][2:],  # no int8 at 512²
+               "predictor": CPU_RESULTS["predictor"][:3], "training": [], "accuracy": []}
+    targets = {t["target"]: (t["measured"], t["met"]) for t in evaluate(results, CPU_TARGETS)}
     assert targets == {
-        "fp32 inference 512² % of roof": (96.0, True),
-        "int8 inference 512² speed-up vs fp32": (2.0, False),
+        "fp32 inference 256² % of roof": (90.0, False),
+        "int8 inference 256² speed-up vs fp32": (2.5, True),
         "predictor end to end 512² % of roof": (91.4, False),
         "pre/post-processing 512² % of model time": (5.0, True),
         "tf_bf16 end to end speed-up vs fp32": (2.1, True),
-        "fp32 training 512² batch 2 % of roof": (86.0, True),
-        "bf16 training 512² batch 2 speed-up": (1.5, False),
-        "fp32 training 512² batch 2 peak RSS GiB": (4.6, False),
         "input pipeline images/s": (61.0, True),
-        "tf_bf16 val mIoU points vs tf_fp32": (-1.5, False),
-        "tf_bf16 class maps agreeing with fp32 %": (99.5, True),
     }
+    assert evaluate({}, CPU_TARGETS) == [] and evaluate({"settings": {}}, GPU_TARGETS) == []
+
+
+def test_gpu_targets_compare_mixed_precision_with_float32():
+    largest = [r for r in GPU_RESULTS["largest_batch"] if r["precision"] != "float16"]
+    results = {**GPU_RESULTS, "largest_batch": largest}
+    targets = {t["target"]: (t["measured"], t["met"]) for t in evaluate(results, GPU_TARGETS)}
+    assert targets == {
+        "float16 training 512² images/s vs float32, batch 16": (1.5, False),
+        "bfloat16 training 512² images/s vs float32, batch 16": (2.5, True),
+        "bfloat16 training 512² images/s vs float32, largest batch each": (3.0, True),
+    }
+    results["settings"] = {"common_batch": 8}  # no float32 row at that batch
+    assert [t["target"] for t in evaluate(results, GPU_TARGETS)] == [
+        "bfloat16 training 512² images/s vs float32, largest batch each"]
 
 
 def test_time_call_warms_up_then_times():
     calls = []
-    timing = benchmark.time_call(lambda: calls.append(1), repeats=3, warmup=2)
+    timing = time_call(lambda: calls.append(1), repeats=3, warmup=2)
     assert len(calls) == 5
     assert 0 <= timing["s_min"] <= timing["s_median"]
 
 
-def test_accuracy_section_needs_weights_and_data():
-    with pytest.raises(SystemExit):
-        benchmark.parse_args(["--sections", "accuracy"])
-    args = benchmark.parse_args(["--model_path", "w.h5", "--VOCdevkit_path", "VOC"])
-    assert "accuracy" in args.sections and args.size == [512, 256]
-    assert benchmark.parse_args(["--pipeline"]).sections == ["pipeline"]
+def test_synthetic_batch_is_blocks_of_one_hot_classes():
+    x, y = (keras.ops.convert_to_numpy(v) for v in synthetic_batch(2, 32, 3))
+    assert x.shape == (2, 32, 32, 3) and x.dtype == np.float32
+    assert x.min() >= -1 and x.max() <= 1
+    assert y.shape == (2, 32, 32, 4) and np.all(y.sum(-1) == 1)  # the last channel: ignore
+    classes = y.argmax(-1)
+    assert np.all(classes[:, :16, :16] == classes[:, :1, :1])
+
+
+def test_automatic_settings_follow_the_run():
+    full = settings("--model_path", "w.h5", "--VOCdevkit_path", "VOC")
+    assert "accuracy" in full.sections and "strategy" not in full.sections
+    assert full.size == [512, 256] and full.eval_shape == [512, 512]
+    assert (full.repeats, full.train_repeats, full.json, full.md) == (5, 3, "benchmark.json",
+                                                                      "benchmark.md")
+    assert "accuracy" not in settings().sections
+    assert settings("--pipeline").sections == ["pipeline"]
+    assert settings("--strategy", "True").sections == ["strategy"]
+    quick = settings("--quick")
+    assert quick.size == [256] and quick.repeats == 2
+    assert "tf_bf16" not in quick.backends and "tf_fp32_live" not in quick.backends
+    gpu = settings("--device", "gpu", "--quick")
+    assert (gpu.size, gpu.repeats, gpu.train_repeats, gpu.time_budget) == ([512], 3, 3, 150)
+    assert (gpu.json, gpu.md) == ("benchmark_gpu.json", "benchmark_gpu.md")
+    assert settings("--device", "gpu").time_budget == 400
+    assert settings("--device", "gpu", "--time_budget", "0").time_budget == 0  # no limit
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--sections", "accuracy"], "needs --model_path and --VOCdevkit_path"),
+    (["--sections", "roof", "bogus"], "sections has 'bogus', which is not supported; use any of "
+                                      r"\['roof', 'inference'"),
+    (["--device", "tpu"], r"device = 'tpu' is not supported; use one of \['cpu', 'gpu'\]"),
+    (["--device", "gpu", "--precisions", "float64"],
+     r"precisions has 'float64'.*\['float32', 'float16', 'bfloat16'\]"),
+    (["--backbone", "resnet"], "Unsupported backbone - `resnet`, Use vgg, resnet50"),
+    (["--backends", "tf_fp16"], r"backends has 'tf_fp16'.*\['tf_fp32', 'tf_fp32_live'"),
+    (["--size", "64", "big"], r"size = \[64, 'big'\]; use whole numbers above 0"),
+    (["--eval_shape", "64"], "eval_shape = \\[64\\]; give two numbers"),
+    (["--train_child", "{}"], "unknown parameter --train_child"),  # no hidden flags
+])
+def test_wrong_settings_name_the_valid_values(argv, message):
+    with pytest.raises(UserError, match=message):
+        benchmark.main(argv)
+
+
+def test_command_line_help_and_errors():
+    help_text = run_script("--help")
+    assert help_text.returncode == 0 and "--time_budget" in help_text.stdout
+    assert "--strategy_child" not in help_text.stdout
+    assert max(len(line) for line in help_text.stdout.splitlines()) <= 100
+    error = run_script("--sections", "accuracy")
+    assert error.returncode == 2
+    assert "error: the accuracy section needs --model_path" in error.stderr
+
+
+def test_a_failed_child_raises_with_its_error():
+    broken = start_child("train_step", {"size": 64})  # the spec lacks the batch
+    unknown = start_child("no_such_kind", {})
+    with pytest.raises(RuntimeError, match=r"(?s)training step failed.*KeyError: 'batch'"):
+        child_result(broken, "training step")
+    with pytest.raises(RuntimeError, match=r"(?s)failed.*usage: python -m benchmarks.child"):
+        child_result(unknown, "unknown child")
 
 
 def gpu_args(tmp_path, *extra):
@@ -121,8 +286,8 @@ def gpu_args(tmp_path, *extra):
 def test_gpu_path_runs_on_cpu_when_allowed(tmp_path):
     benchmark.main(gpu_args(tmp_path))
     results = json.loads((tmp_path / "gpu.json").read_text())
-    assert {"machine", "settings", "training", "inference", "largest_batch", "targets",
-            "skipped", "seconds"} <= set(results)
+    assert list(results) == ["machine", "settings", "training", "inference", "largest_batch",
+                             "skipped", "targets", "seconds"]
     machine = results["machine"]
     assert machine["backend"] == "tensorflow" and "CPU" in machine["device"]
     assert results["settings"]["size"] == 64 and results["settings"]["gflop_forward"] > 0
@@ -145,29 +310,61 @@ def test_gpu_path_needs_a_gpu_unless_allowed(tmp_path):
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("a GPU is visible")
     args = [a for a in gpu_args(tmp_path) if a != "--allow_cpu"]
-    with pytest.raises(SystemExit, match="no GPU visible to tensorflow"):
+    with pytest.raises(UserError, match="no GPU visible to tensorflow"):
         benchmark.main(args)
     assert not (tmp_path / "gpu.json").exists()
 
 
-def test_gpu_path_imports_no_cpu_only_modules():
-    """Under JAX the GPU machine has no TensorFlow, onnxruntime or predictor dependencies."""
-    code = ("import sys, benchmark\n"
-            "try:\n    benchmark.main(['--device', 'gpu'])\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('onnxruntime', 'tf2onnx', 'unet', 'utils.dataloader', "
-            "'utils.metrics', 'utils.quantize', 'utils.training') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(benchmark.__file__).parent)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+# Runs the GPU benchmark with Keras reporting the JAX backend (a stand-in `jax` module without
+# GPUs; the arithmetic still runs on TensorFlow) and records every import of a module that a
+# JAX machine may lack, made by the project's own code.
+JAX_RUN = """
+import builtins, json, sys, types
+import keras
+jax = types.ModuleType("jax")
+cpu = types.SimpleNamespace(platform="cpu", device_kind="cpu", memory_stats=lambda: {})
+jax.devices, jax.__version__ = (lambda: [cpu]), "stand-in"
+jax.config = types.SimpleNamespace(jax_default_matmul_precision=None)
+sys.modules["jax"] = jax
+keras.backend.backend = lambda: "jax"
+OURS = ("benchmark", "benchmarks", "utils", "nets")
+FORBIDDEN = ("tensorflow", "onnxruntime", "tf2onnx", "onnx", "PIL", "cv2")
+imported, real_import = [], builtins.__import__
+def spy(name, globals=None, locals=None, fromlist=(), level=0):
+    importer = (globals or {}).get("__name__") or ""
+    if importer.split(".")[0] in OURS and name.split(".")[0] in FORBIDDEN:
+        imported.append(f"{importer}: {name}")
+    return real_import(name, globals, locals, fromlist, level)
+builtins.__import__ = spy
+import benchmark
+benchmark.main(sys.argv[1:])
+CPU_ONLY = ("utils.predictor", "utils.onnx_export", "utils.quantize", "utils.dataloader",
+            "utils.evaluation", "utils.training", "utils.distribute", "utils.demo_data",
+            "benchmarks.inference", "benchmarks.training", "benchmarks.strategy",
+            "benchmarks.pipeline", "benchmarks.cpu", "onnxruntime", "tf2onnx")
+print(json.dumps({"imported": imported, "cpu_only": [m for m in CPU_ONLY if m in sys.modules]}))
+"""
+
+
+def test_gpu_path_on_jax_imports_no_tensorflow_or_cpu_only_modules(tmp_path):
+    """Under JAX the GPU machine has no TensorFlow, onnxruntime, PIL or predictor."""
+    out = subprocess.run([sys.executable, "-c", JAX_RUN, *gpu_args(tmp_path, "--quick")],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report == {"imported": [], "cpu_only": []}
+    results = json.loads((tmp_path / "gpu.json").read_text())
+    assert results["machine"]["backend"] == "jax" and results["machine"]["jax"] == "stand-in"
+    assert [row["xla"] for row in results["training"]] == [True]
+    assert results["inference"][-1]["note"].startswith("n/a: Keras on JAX")
 
 
 def test_float16_training_gets_loss_scaling():
-    args = benchmark.parse_args(["--device", "gpu", "--size", "64"])
-    model = benchmark.gpu_model(args, "float16", True, train_batch=2)
+    cfg = settings("--device", "gpu", "--size", "64")
+    model = gpu_model(cfg, "float16", xla=True, train_batch=2)
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     assert model.dtype_policy.name == "mixed_float16"
     assert model.optimizer.learning_rate.numpy() == pytest.approx(1e-4)  # train.py's Adam LR
-    assert benchmark.gpu_model(args, "bfloat16", True, train_batch=2).dtype_policy.name == \
+    assert gpu_model(cfg, "bfloat16", xla=True, train_batch=2).dtype_policy.name == \
         "mixed_bfloat16"
 
 
@@ -176,14 +373,14 @@ def test_largest_batch_doubles_until_out_of_memory_or_cap():
         return lambda batch: {"batch": batch} if batch <= limit else None
 
     never = lambda: False  # noqa: E731
-    best, tried = benchmark.largest_batch(fits_up_to(40), 8, {"batch": 8}, 128, never)
+    best, tried = largest_batch(fits_up_to(40), 8, {"batch": 8}, 128, never)
     assert best == {"batch": 32} and [(t["batch"], t["fits"]) for t in tried] == [
         (8, True), (16, True), (32, True), (64, False)]
-    best, tried = benchmark.largest_batch(fits_up_to(999), 8, {"batch": 8}, 32, never)
+    best, tried = largest_batch(fits_up_to(999), 8, {"batch": 8}, 32, never)
     assert best == {"batch": 32} and [t["batch"] for t in tried] == [8, 16, 32]
-    best, tried = benchmark.largest_batch(fits_up_to(5), 16, None, 128, never)  # halves
+    best, tried = largest_batch(fits_up_to(5), 16, None, 128, never)  # halves
     assert best == {"batch": 4} and [t["batch"] for t in tried] == [16, 8, 4]
-    best, tried = benchmark.largest_batch(fits_up_to(999), 8, {"batch": 8}, 128, lambda: True)
+    best, tried = largest_batch(fits_up_to(999), 8, {"batch": 8}, 128, lambda: True)
     assert best == {"batch": 8} and len(tried) == 1  # out of time
 
 
@@ -193,24 +390,7 @@ def test_only_out_of_memory_errors_count():
     class XlaRuntimeError(RuntimeError):
         pass
 
-    assert benchmark.is_out_of_memory(tf.errors.ResourceExhaustedError(None, None, "OOM"))
-    assert benchmark.is_out_of_memory(XlaRuntimeError("RESOURCE_EXHAUSTED: Out of memory"))
-    assert not benchmark.is_out_of_memory(XlaRuntimeError("INVALID_ARGUMENT: shapes"))
-    assert not benchmark.is_out_of_memory(ValueError("RESOURCE_EXHAUSTED"))
-
-
-def test_gpu_targets_compare_mixed_precision_with_float32():
-    def row(precision, batch, images_per_s):
-        return {"size": 512, "precision": precision, "batch": batch, "xla": True,
-                "images_per_s": images_per_s}
-
-    results = {"settings": {"common_batch": 16}, "training": [
-        row("float32", 16, 100.0), row("bfloat16", 16, 250.0), row("float16", 16, 150.0)],
-        "largest_batch": [{"precision": "float32", "row": row("float32", 32, 110.0)},
-                          {"precision": "bfloat16", "row": row("bfloat16", 128, 330.0)}]}
-    targets = {t["target"]: (t["measured"], t["met"]) for t in benchmark.gpu_targets(results)}
-    assert targets == {
-        "float16 training 512² images/s vs float32, batch 16": (1.5, False),
-        "bfloat16 training 512² images/s vs float32, batch 16": (2.5, True),
-        "bfloat16 training 512² images/s vs float32, largest batch each": (3.0, True),
-    }
+    assert is_out_of_memory(tf.errors.ResourceExhaustedError(None, None, "OOM"))
+    assert is_out_of_memory(XlaRuntimeError("RESOURCE_EXHAUSTED: Out of memory"))
+    assert not is_out_of_memory(XlaRuntimeError("INVALID_ARGUMENT: shapes"))
+    assert not is_out_of_memory(ValueError("RESOURCE_EXHAUSTED"))

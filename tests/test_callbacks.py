@@ -10,21 +10,31 @@ import numpy as np
 import pytest
 import scipy.signal
 
+import train as train_script
 import utils.callbacks as callbacks
 from nets.unet import Unet
-from unet import Unet as Predictor
 from utils.callbacks import (
     EvalCallback,
     LossHistory,
     NaNGuard,
     NonFiniteLossError,
+    TrainingStateCheckpoint,
     WeightsCheckpoint,
+    shared_callbacks,
+    training_callbacks,
+)
+from utils.config import load_config
+from utils.demo_data import write_demo_dataset
+from utils.evaluation import evaluate_split
+from utils.predictor import Predictor
+from utils.training_state import (
+    Stateful,
+    callback_states,
     find_training_state,
     load_training_state,
+    restore_callback_states,
     save_training_state,
 )
-from utils.demo_data import write_demo_dataset
-from utils.metrics import evaluate_split
 
 
 def read_floats(path: Path) -> list[float]:
@@ -35,13 +45,13 @@ def read_floats(path: Path) -> list[float]:
 def captured_curves(monkeypatch):
     """Record what each figure would draw, keyed by file name."""
     drawn = {}
-    original = callbacks._save_curve_figure
+    original = callbacks.save_curve_figure
 
     def capture(path, curves, ylabel, title):
         drawn[Path(path).name] = {"curves": curves, "ylabel": ylabel, "title": title}
         original(path, curves, ylabel, title)
 
-    monkeypatch.setattr(callbacks, "_save_curve_figure", capture)
+    monkeypatch.setattr(callbacks, "save_curve_figure", capture)
     return drawn
 
 
@@ -95,7 +105,8 @@ def tiny_model() -> keras.Model:
 def test_periodic_checkpoint_counts_from_creation_like_keras2(tmp_path):
     model = tiny_model()
     checkpoint = WeightsCheckpoint(
-        tmp_path / "ep{epoch:03d}-loss{loss:.3f}-val_loss{val_loss:.3f}.weights.h5", period=5)
+        tmp_path / "ep{epoch:03d}-loss{loss:.3f}-val_loss{val_loss:.3f}.weights.h5", "periodic",
+        period=5)
     checkpoint.set_model(model)
     for epoch in range(3, 13):  # Init_Epoch = 3: the original saves at epochs 8 and 13
         checkpoint.on_epoch_end(epoch, {"loss": 0.5 / (epoch + 1), "val_loss": 0.25})
@@ -111,13 +122,15 @@ def test_periodic_checkpoint_counts_from_creation_like_keras2(tmp_path):
 def test_best_checkpoint_saves_only_improvements_and_keeps_best_in_state(tmp_path, monkeypatch):
     saved = []
     monkeypatch.setattr(callbacks, "save_weights_atomic", lambda model, path: saved.append(path))
-    best = WeightsCheckpoint(tmp_path / "best_epoch_weights.weights.h5", save_best_only=True)
+    best = WeightsCheckpoint(tmp_path / "best_epoch_weights.weights.h5", "best",
+                             save_best_only=True)
     best.set_model(tiny_model())
     for epoch, val_loss in enumerate([3.0, 2.0, 2.5, 2.0, 1.0]):
         best.on_epoch_end(epoch, {"loss": 1.0, "val_loss": val_loss})
     assert len(saved) == 3 and best.best == 1.0
 
-    resumed = WeightsCheckpoint(tmp_path / "best_epoch_weights.weights.h5", save_best_only=True)
+    resumed = WeightsCheckpoint(tmp_path / "best_epoch_weights.weights.h5", "best",
+                                save_best_only=True)
     resumed.set_state(best.get_state())
     resumed.set_model(tiny_model())
     resumed.on_epoch_end(5, {"loss": 1.0, "val_loss": 1.5})  # worse than the restored best
@@ -187,3 +200,24 @@ def test_eval_callback_disabled_writes_nothing(tmp_path):
     evaluation = EvalCallback([32, 32], 4, ["a"], tmp_path, tmp_path / "loss_x", eval_flag=False)
     evaluation.on_epoch_end(0)
     assert not (tmp_path / "loss_x" / "epoch_miou.txt").exists()
+
+
+def test_callback_order_and_state_keys(tmp_path):
+    cfg = load_config(train_script.__file__, ["--save_period", "3"])
+    shared = shared_callbacks(cfg, tmp_path, tmp_path / "loss_x", ["a"])
+    saver = TrainingStateCheckpoint(tmp_path, shared, {"phase": 1})
+    extra = keras.callbacks.Callback()
+    ordered = training_callbacks(shared, lambda epoch: 1e-3, saver, [extra])
+    kinds = [type(c).__name__ for c in ordered]
+    assert kinds == ["NaNGuard", "LearningRateScheduler", "TensorBoard", "LossHistory",
+                     "WeightsCheckpoint", "WeightsCheckpoint", "WeightsCheckpoint",
+                     "EvalCallback", "CSVLogger", "TrainingStateCheckpoint", "Callback"]
+    assert ordered[-1] is extra
+    stateful = [c for c in ordered if isinstance(c, Stateful)]
+    assert [c.state_key for c in stateful] == ["loss_history", "periodic", "last", "best", "eval"]
+
+    states = callback_states(shared)
+    states["periodic"]["epochs_since_last_save"] = 2
+    fresh = shared_callbacks(cfg, tmp_path, tmp_path / "loss_x", ["a"])
+    restore_callback_states(fresh, states)
+    assert fresh[3].epochs_since_last_save == 2 and fresh[3].period == 3

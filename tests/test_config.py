@@ -3,28 +3,31 @@
 import numpy as np
 import pytest
 
-from utils.config import (
-    load_config,
-    parse_value,
-    read_dict_help,
-    read_parameter_block,
-    split_overrides,
-)
+from utils.config import ConfigError, load_config, parse_value, read_parameter_block
 
-SCRIPT = '''"""A script for tests."""
+SCRIPT = '''"""A script for tests.
+
+Its second paragraph."""
+import os
 import numpy as np
 
-#   number of classes + 1
+# ---- Model ----------------------------------------------------------------------------
+# How the network is built.
+
+# number of classes + 1
 num_classes = 21
 backbone = "vgg"  # vgg or resnet50
 input_shape = [512, 512]
+
+# ---- Learning rate --------------------------------------------------------------------
 Init_lr = 1e-4
-Min_lr = Init_lr * 0.01  # follows Init_lr
+Min_lr = Init_lr * 0.01  # follows Init_lr, 1% of it
 Freeze_Train = True
 cls_weights = np.ones([num_classes], np.float32)
 model_path = "model_data/unet_vgg_voc.h5"
-video_path = 0
+video_path: int | str = 0
 name_classes = ["background", "cat"]
+limit: int | None = None
 
 
 def main():
@@ -33,10 +36,10 @@ def main():
 ignored_after_def = 1
 '''
 
-DEFAULTS = '''class Unet:
-    _defaults = {
-        "mix_type": 0,  # 0 blend, 1 colour only, 2 cut-out
-    }
+INCLUDED = '''# ---- Predictor ----
+# 0 blend, 1 colour only, 2 cut-out
+mix_type = 0
+num_classes = 99
 '''
 
 
@@ -49,9 +52,9 @@ def script(tmp_path):
 
 def test_defaults_are_the_block(script):
     cfg = load_config(script, [])
-    assert list(cfg.as_dict()) == ["num_classes", "backbone", "input_shape", "Init_lr", "Min_lr",
-                                   "Freeze_Train", "cls_weights", "model_path", "video_path",
-                                   "name_classes"]
+    assert list(vars(cfg)) == ["num_classes", "backbone", "input_shape", "Init_lr", "Min_lr",
+                               "Freeze_Train", "cls_weights", "model_path", "video_path",
+                               "name_classes", "limit"]
     assert cfg.num_classes == 21 and cfg.backbone == "vgg" and cfg.input_shape == [512, 512]
     assert cfg.Min_lr == pytest.approx(1e-6)
     assert cfg.cls_weights.shape == (21,)
@@ -60,79 +63,101 @@ def test_defaults_are_the_block(script):
 def test_overrides_read_like_python_literals(script):
     cfg = load_config(script, ["--num_classes", "3", "--input_shape", "256", "320",
                                "--Init_lr", "1e-2", "--Freeze_Train", "False", "--model_path", "",
-                               "--name_classes", "bg", "cat", "dog", "--video_path", "clip.mp4",
-                               "--backbone=resnet50"])
+                               "--name_classes", "bg", "1", "--video_path", "clip.mp4",
+                               "--backbone=resnet50", "--limit", "4"])
     assert cfg.num_classes == 3
     assert cfg.input_shape == [256, 320]
     assert cfg.Init_lr == 0.01 and cfg.Min_lr == pytest.approx(1e-4)  # derived default follows
     assert cfg.Freeze_Train is False
     assert cfg.model_path == ""
-    assert cfg.name_classes == ["bg", "cat", "dog"]
-    assert cfg.video_path == "clip.mp4"
+    assert cfg.name_classes == ["bg", "1"]  # a list of names stays text
+    assert cfg.video_path == "clip.mp4" and cfg.limit == 4
     assert cfg.backbone == "resnet50"
     np.testing.assert_array_equal(cfg.cls_weights, np.ones(3, np.float32))  # follows num_classes
+    assert load_config(script, ["--Freeze_Train"]).Freeze_Train is True  # a bare flag is True
+    assert load_config(script, ["--video_path", "2"]).video_path == 2
+
+
+def test_config_is_read_only(script):
+    cfg = load_config(script, [])
+    with pytest.raises(AttributeError, match="read-only"):
+        cfg.num_classes = 3
+    assert cfg.replace(num_classes=3).num_classes == 3 and cfg.num_classes == 21
 
 
 def test_unknown_name_lists_valid_ones(script):
-    with pytest.raises(SystemExit) as error:
+    with pytest.raises(ConfigError) as error:
         load_config(script, ["--num_clases", "3"])
     message = str(error.value)
     assert "--num_clases" in message and "Did you mean --num_classes?" in message
     assert "--Freeze_Train" in message and "--cls_weights" in message
     assert "ignored_after_def" not in message
+    with pytest.raises(ConfigError, match="unknown parameter --num"):
+        load_config(script, ["--num", "3"])  # no abbreviations
 
 
-def test_bad_bool_and_arity_are_errors(script):
-    with pytest.raises(SystemExit, match="--Freeze_Train: expected True or False"):
-        load_config(script, ["--Freeze_Train", "yes"])
-    with pytest.raises(SystemExit, match="--num_classes: expected one value, got 2"):
-        load_config(script, ["--num_classes", "2", "3"])
-    with pytest.raises(SystemExit, match="expected --name value pairs"):
-        load_config(script, ["3"])
+@pytest.mark.parametrize("argv, message", [
+    (["--Freeze_Train", "yes"], "--Freeze_Train: expected True or False, got 'yes'"),
+    (["--num_classes", "x"], "--num_classes: expected a number, got 'x'"),
+    (["--input_shape", "a", "b"], "--input_shape: expected a number, got 'a'"),
+    (["--limit", "x"], "--limit: expected None or int, got 'x'"),
+    (["--num_classes", "2", "3"], "unexpected value '3'"),
+    (["3"], "unexpected value '3'"),
+    (["--input_shape"], "expected at least one argument"),
+])
+def test_bad_values_are_config_errors(script, argv, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(script, argv)
 
 
-def test_help_is_generated_from_the_block(script, capsys):
+def test_help_is_grouped_by_section_with_types_and_defaults(script, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # the help never gets wider than 100 columns
     with pytest.raises(SystemExit) as error:
         load_config(script, ["--help"])
     assert error.value.code == 0
     out = capsys.readouterr().out
-    assert "A script for tests." in out
-    assert "--num_classes" in out and "number of classes + 1" in out and "[default: 21]" in out
-    assert "vgg or resnet50" in out and "[default: Init_lr * 0.01]" in out
+    assert "A script for tests." in out and "Its second paragraph." in out
+    model, learning = out.index("Model:"), out.index("Learning rate:")
+    assert model < out.index("--num_classes INT") < out.index("--input_shape INT [INT ...]")
+    assert out.index("--input_shape") < learning < out.index("--Init_lr FLOAT")
+    assert "How the network is built." in out[model:learning]
+    assert "number of classes + 1 (default: 21)" in out
+    assert "(default: Init_lr * 0.01)" in out and "1% of it" in out
+    assert "--video_path INT|TEXT" in out and "--Freeze_Train [{True,False}]" in out
+    assert max(len(line) for line in out.splitlines()) <= 100
 
 
-def test_help_takes_the_parameters_own_comment(tmp_path):
+def test_block_reading_rules(tmp_path):
     path = tmp_path / "block.py"
     path.write_text(
-        "# Two phases: a section introduction.\n"
+        "import os\n"
+        "# ---- Phases ----\n"
+        "# The section's introduction.\n"
+        "\n"
         "# First epoch to run; above Freeze_Epoch it skips\n"
         "# the frozen phase.\n"
         "Init_Epoch = 0\n"
-        "# ----------\n"
+        "# -------------\n"
         "#   mode chooses what to compute.\n"
-        "#   0: everything. 1: predictions only.\n"
-        "# ----------\n"
+        "# -------------\n"
         "mode = 0\n"
         "x = [1,\n"
-        "     2]  # a list\n")
-    help_text = {p.name: p.help for p in read_parameter_block(path)[0]}
-    assert help_text == {
+        "     2]  # a list\n"
+        "path = os.sep\n")
+    block = read_parameter_block(path)
+    assert {p.name: p.help for p in block.parameters} == {
         "Init_Epoch": "First epoch to run; above Freeze_Epoch it skips the frozen phase.",
-        "mode": "mode chooses what to compute. 0: everything. 1: predictions only.",
-        "x": "a list"}
-    with pytest.raises(SystemExit):
-        load_config(path, ["--help"])
+        "mode": "mode chooses what to compute.", "x": "a list", "path": ""}
+    assert block.sections == {"Phases": "The section's introduction."}
+    assert {p.section for p in block.parameters} == {"Phases"}
+    assert load_config(path, []).path  # the import the block needs is run, others are not
 
 
-def test_extra_parameters_and_their_help(script, tmp_path):
-    defaults = tmp_path / "defaults.py"
-    defaults.write_text(DEFAULTS)
-    help_text = read_dict_help(defaults, "_defaults")
-    assert help_text == {"mix_type": "0 blend, 1 colour only, 2 cut-out"}
-    cfg = load_config(script, ["--mix_type", "2"], extra={"mix_type": 0, "num_classes": 99},
-                      extra_help=help_text)
+def test_included_block_adds_parameters_the_script_lacks(script, tmp_path):
+    (tmp_path / "included.py").write_text(INCLUDED)
+    cfg = load_config(script, ["--mix_type", "2"], include=["included.py"])
     assert cfg.mix_type == 2
-    assert cfg.num_classes == 21  # the script's own block wins over an extra of the same name
+    assert cfg.num_classes == 21  # the script's own block wins over an included one
 
 
 def test_parse_value_shapes_like_default():
@@ -142,5 +167,5 @@ def test_parse_value_shapes_like_default():
     assert parse_value(["0"], "text") == "0"
     assert parse_value(['""'], "x") == ""
     assert parse_value(["None"], None) is None
-    assert split_overrides(["--a", "1", "-2", "--b=", "--c"]) == {"a": ["1", "-2"], "b": [""],
-                                                                  "c": []}
+    assert parse_value(["[]"], [0]) == []
+    assert parse_value(["2", "3"], np.ones(1, np.float32)).dtype == np.float32

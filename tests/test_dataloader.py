@@ -6,35 +6,20 @@ import colorsys
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import write_voc_item
 from PIL import Image
 
-import benchmark
-from utils.dataloader import (
-    get_random_data,
-    hsv_jitter,
-    load_pair,
-    make_dataset,
-    read_split,
-    steps_per_epoch,
-)
-from utils.dataset_audit import DatasetError
+from utils.augment import get_random_data, hsv_jitter
+from utils.dataloader import make_dataset, steps_per_epoch
+from utils.dataset import DatasetError, VOCLayout, read_split
 from utils.utils import cvtColor
-
-
-def write_item(root, image_id, image, label, ext=".jpg"):
-    images, labels = root / "VOC2007" / "JPEGImages", root / "VOC2007" / "SegmentationClass"
-    images.mkdir(parents=True, exist_ok=True)
-    labels.mkdir(parents=True, exist_ok=True)
-    image = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
-    image.save(images / f"{image_id}{ext}")
-    Image.fromarray(np.asarray(label, np.uint8)).save(labels / f"{image_id}.png")
 
 
 def grey_dataset(root, n, size=(16, 16)):
     """n images of constant grey 10*i (PNG, exact) with an all-`i % 3` label; returns ids."""
     ids = [f"id{i}" for i in range(n)]
     for i, image_id in enumerate(ids):
-        write_item(root, image_id, np.full((*size[::-1], 3), 10 * i, np.uint8),
+        write_voc_item(root, image_id, np.full((*size[::-1], 3), 10 * i, np.uint8),
                    np.full(size[::-1], i % 3), ext=".png")
     return ids
 
@@ -64,7 +49,7 @@ def test_hsv_jitter_follows_the_lut_formula():
 
 
 def test_training_geometry_follows_the_original_draws():
-    """Draw order aspect x2, scale, flip, dx, dy with the SPEC §7 formulas (h=32, w=48)."""
+    """Draw order aspect x2, scale, flip, dx, dy with the original's formulas (h=32, w=48)."""
     image, label = Image.new("RGB", (40, 30)), np.ones((30, 40), np.uint8)
     h, w = 32, 48
     for seed in range(20):
@@ -132,8 +117,8 @@ def test_extreme_aspect_ratios_never_resize_to_zero():
 
 
 def test_validation_letterbox_pads_labels_with_ignore(tmp_path):
-    write_item(tmp_path, "wide", np.full((16, 32, 3), 200, np.uint8), np.ones((16, 32)), ".png")
-    images, targets = next(iter(make_dataset(["wide"], (32, 32), 1, 3, False, tmp_path)))
+    write_voc_item(tmp_path, "wide", np.full((16, 32, 3), 200, np.uint8), np.ones((16, 32)), ".png")
+    images, targets = next(iter(make_dataset(tmp_path, ["wide"], (32, 32), 1, 3, train=False)))
     assert images.shape == (1, 32, 32, 3) and targets.shape == (1, 32, 32, 4)
     assert images.dtype == tf.float32 and targets.dtype == tf.float32
     targets = targets.numpy()[0]
@@ -147,8 +132,8 @@ def test_validation_letterbox_pads_labels_with_ignore(tmp_path):
 
 def test_targets_send_values_at_or_above_num_classes_to_the_ignore_channel(tmp_path):
     label = np.array([[0, 1, 2, 3], [7, 255, 1, 0], [0, 0, 0, 0], [2, 2, 2, 2]])
-    write_item(tmp_path, "a", np.zeros((4, 4, 3), np.uint8), label, ".png")
-    dataset = make_dataset(["a"], (4, 4), 1, 3, False, tmp_path)
+    write_voc_item(tmp_path, "a", np.zeros((4, 4, 3), np.uint8), label, ".png")
+    dataset = make_dataset(tmp_path, ["a"], (4, 4), 1, 3, train=False)
     assert dataset.element_spec[0].shape == (1, 4, 4, 3)
     assert dataset.element_spec[1].shape == (1, 4, 4, 4)
     _, targets = next(iter(dataset))
@@ -163,11 +148,11 @@ def batches(dataset, n):
 
 def test_epochs_are_reproducible_and_resume_exactly(tmp_path):
     ids = grey_dataset(tmp_path, 5)
-    run = batches(make_dataset(ids, (16, 16), 2, 3, True, tmp_path, seed=3), 4)
-    again = batches(make_dataset(ids, (16, 16), 2, 3, True, tmp_path, seed=3), 4)
-    resumed = batches(make_dataset(ids, (16, 16), 2, 3, True, tmp_path, seed=3,
+    run = batches(make_dataset(tmp_path, ids, (16, 16), 2, 3, train=True, seed=3), 4)
+    again = batches(make_dataset(tmp_path, ids, (16, 16), 2, 3, train=True, seed=3), 4)
+    resumed = batches(make_dataset(tmp_path, ids, (16, 16), 2, 3, train=True, seed=3,
                                    initial_epoch=1), 2)
-    other = batches(make_dataset(ids, (16, 16), 2, 3, True, tmp_path, seed=4), 2)
+    other = batches(make_dataset(tmp_path, ids, (16, 16), 2, 3, train=True, seed=4), 2)
     for a, b in zip(run, again, strict=True):
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
@@ -180,7 +165,7 @@ def test_epochs_are_reproducible_and_resume_exactly(tmp_path):
 
 def test_each_epoch_draws_distinct_samples_in_a_seeded_order(tmp_path):
     ids = grey_dataset(tmp_path, 6)
-    run = batches(make_dataset(ids, (16, 16), 2, 3, False, tmp_path, seed=0), 9)
+    run = batches(make_dataset(tmp_path, ids, (16, 16), 2, 3, train=False, seed=0), 9)
     grey = [int(round((x[0] + 1) * 127.5)) for batch, _ in run for x in batch[:, 8, 8]]
     epochs = [grey[i:i + 6] for i in range(0, 18, 6)]
     for epoch in epochs:
@@ -201,10 +186,10 @@ def test_image_modes_and_formats_are_read_as_rgb(tmp_path, kind):
         "bmp": (Image.fromarray(rgb), ".bmp"),
         "tif": (Image.fromarray(rgb), ".tif"),
     }[kind]
-    write_item(tmp_path, "x", image, np.ones((16, 16)), ext)
+    write_voc_item(tmp_path, "x", image, np.ones((16, 16)), ext)
     path = tmp_path / "VOC2007" / "JPEGImages" / f"x{ext}"
     expected = np.asarray(cvtColor(Image.open(path)), np.float32) / 127.5 - 1
-    images, _ = next(iter(make_dataset(["x"], (16, 16), 1, 2, False, tmp_path)))
+    images, _ = next(iter(make_dataset(tmp_path, ["x"], (16, 16), 1, 2, train=False)))
     np.testing.assert_allclose(images.numpy()[0], expected, atol=1e-6)
     if kind in ("grey", "16bit"):
         np.testing.assert_allclose(images.numpy()[0, ..., 1], rgb[..., 0] / 127.5 - 1, atol=1e-6)
@@ -213,32 +198,25 @@ def test_image_modes_and_formats_are_read_as_rgb(tmp_path, kind):
 
 
 def test_colour_label_raises_naming_the_file(tmp_path):
-    write_item(tmp_path, "rgb", np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8)), ".png")
+    write_voc_item(tmp_path, "rgb", np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8)), ".png")
     label_file = tmp_path / "VOC2007" / "SegmentationClass" / "rgb.png"
     Image.new("RGB", (8, 8), (128, 0, 0)).save(label_file)
     with pytest.raises(DatasetError, match="rgb.png.*RGB"):
-        load_pair(tmp_path / "VOC2007" / "JPEGImages" / "rgb.png", label_file)
+        VOCLayout(tmp_path).load_pair(tmp_path / "VOC2007" / "JPEGImages" / "rgb.png", label_file)
     with pytest.raises(tf.errors.OpError, match="rgb.png"):
-        next(iter(make_dataset(["rgb"], (8, 8), 1, 2, True, tmp_path)))
+        next(iter(make_dataset(tmp_path, ["rgb"], (8, 8), 1, 2, train=True)))
 
 
 def test_size_mismatch_raises(tmp_path):
-    write_item(tmp_path, "a", np.zeros((8, 10, 3), np.uint8), np.zeros((8, 8)), ".png")
+    write_voc_item(tmp_path, "a", np.zeros((8, 10, 3), np.uint8), np.zeros((8, 8)), ".png")
     with pytest.raises(DatasetError, match="8x8.*10x8"):
-        load_pair(tmp_path / "VOC2007" / "JPEGImages" / "a.png",
-                  tmp_path / "VOC2007" / "SegmentationClass" / "a.png")
+        VOCLayout(tmp_path).load_pair(tmp_path / "VOC2007" / "JPEGImages" / "a.png",
+                                      tmp_path / "VOC2007" / "SegmentationClass" / "a.png")
 
 
 def test_missing_files_and_tiny_datasets_fail_before_training(tmp_path):
     ids = grey_dataset(tmp_path, 2)
     with pytest.raises(DatasetError, match="ghost"):
-        make_dataset([*ids, "ghost"], (16, 16), 1, 3, True, tmp_path)
+        make_dataset(tmp_path, [*ids, "ghost"], (16, 16), 1, 3, train=True)
     with pytest.raises(DatasetError, match="数据集过小"):
-        make_dataset(ids, (16, 16), 4, 3, True, tmp_path)
-
-
-def test_benchmark_pipeline_section_reports_images_per_second(capsys):
-    result = benchmark.bench_pipeline(size=32, batch_size=2, num_images=2, batches=1, repeats=2)
-    assert result["images_per_s_min"] > 0
-    assert result["images_per_s_median"] >= result["images_per_s_min"]
-    assert "images/s" in capsys.readouterr().out
+        make_dataset(tmp_path, ids, (16, 16), 4, 3, train=True)

@@ -2,31 +2,18 @@
 
 import numpy as np
 import pytest
+from conftest import write_voc_item
 from PIL import Image
 
-from utils.dataset_audit import (
-    DatasetError,
-    audit_dataset,
-    colour_to_index,
-    fix_label_files,
-    read_label,
-    split_ids,
-    voc_palette,
-)
+from utils.dataset import DatasetError, read_label, split_ids, voc_palette
+from utils.dataset_audit import audit_dataset
+from utils.label_fixes import colour_to_index, fix_label_files
 
 
 def write_pair(root, image_id, label, image_size=None, image_ext=".jpg"):
-    """An image (mid-grey, label-sized unless told) and a label PNG under root/VOC2007."""
-    images, labels = root / "VOC2007" / "JPEGImages", root / "VOC2007" / "SegmentationClass"
-    images.mkdir(parents=True, exist_ok=True)
-    labels.mkdir(parents=True, exist_ok=True)
+    """A mid-grey image (label-sized unless told) and the label PNG; returns the label path."""
     label = np.asarray(label, np.uint8)
-    if image_size is None:
-        image_size = (label.shape[1], label.shape[0])
-    if image_ext:
-        Image.new("RGB", image_size, (90, 90, 90)).save(images / f"{image_id}{image_ext}")
-    Image.fromarray(label).save(labels / f"{image_id}.png")
-    return labels / f"{image_id}.png"
+    return write_voc_item(root, image_id, image_size or label.shape[::-1], label, image_ext)
 
 
 def square_label(value=1, size=8):
@@ -149,7 +136,8 @@ def test_size_mismatch_is_fatal(tmp_path):
     write_pair(tmp_path, "wide", square_label(1), image_size=(10, 8))
     report = audit_dataset(tmp_path, progress=False)
     assert len(report.fatal) == 1
-    assert "wide (image 10x8, label 8x8)" in report.fatal[0]
+    assert "wide.png: label is 8x8 but its image" in report.fatal[0]
+    assert "wide.jpg is 10x8" in report.fatal[0]
 
 
 def test_unpaired_files(tmp_path):

@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from utils.dataset_audit import audit_dataset, read_label, voc_palette
+from utils.dataset import read_label, voc_palette
+from utils.dataset_audit import audit_dataset
 from utils.demo_data import CLASS_HUES, main, make_scene, write_demo_dataset
 
 

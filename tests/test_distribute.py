@@ -11,11 +11,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import h5py
+import keras
 import numpy as np
 import pytest
-from test_resume import REPO, config, write_dataset
+from conftest import REPO
 
-import utils.training as training
+import train as train_script
+from utils.config import load_config
 from utils.distribute import (
     DistributeError,
     check_batch_sizes,
@@ -24,6 +26,8 @@ from utils.distribute import (
     read_tf_config,
     worker_dir,
 )
+from utils.keras_patches import PATCHED_KERAS, patch_keras_for_multi_worker
+from utils.training import train
 
 # VGG has no batch norm, so the per-replica batch statistics cannot differ from one process.
 # Dice on top of CE exercises the statistics all-reduced over replicas.
@@ -40,6 +44,10 @@ WORKER_ENV = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
 
 def argv(dataset: Path, save_dir: Path, *extra: str) -> list[str]:
     return [*ARGS, "--VOCdevkit_path", str(dataset), "--save_dir", str(save_dir), *extra]
+
+
+def config(words: list[str]):
+    return load_config(train_script.__file__, words)
 
 
 def run_workers(args: list[str], expect: int = 0, timeout: int = 400) -> list[str]:
@@ -73,8 +81,8 @@ def max_difference(a: dict, b: dict) -> float:
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("data"), num_train=8, num_val=4)
+def dataset(make_voc):
+    return make_voc(8, 4)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +101,7 @@ def test_two_workers_equal_one_process(dataset, two_workers, tmp_path):
         assert "Number of devices: 2" in output
         assert "4 (global, split over 2 devices)" in output
 
-    single = training.train(config(argv(dataset, tmp_path / "single", "--UnFreeze_Epoch", "2")))
+    single = train(config(argv(dataset, tmp_path / "single", "--UnFreeze_Epoch", "2")))
     chief = read_weights(save_dir / "training_state" / "model.weights.h5")
     worker = read_weights(save_dir / ".worker1" / "training_state" / "model.weights.h5")
     alone = read_weights(tmp_path / "single" / "training_state" / "model.weights.h5")
@@ -132,7 +140,7 @@ def test_all_workers_resume_after_a_restart(dataset, two_workers, tmp_path):
     assert state["epoch"] == 3
 
     straight = tmp_path / "straight"
-    training.train(config(argv(dataset, straight, "--UnFreeze_Epoch", "3")))
+    train(config(argv(dataset, straight, "--UnFreeze_Epoch", "3")))
     chief = read_weights(resumed / "training_state" / "model.weights.h5")
     worker = read_weights(resumed / ".worker1" / "training_state" / "model.weights.h5")
     assert max_difference(chief, worker) == 0.0
@@ -150,7 +158,7 @@ def test_workers_resuming_from_different_epochs_stop_with_a_message(dataset, two
     state = json.loads(state_file.read_text())
     state_file.write_text(json.dumps({**state, "epoch": 1}))
     outputs = run_workers(argv(dataset, mixed, "--UnFreeze_Epoch", "3", "--resume", "True"),
-                          expect=1, timeout=300)
+                          expect=2, timeout=300)
     for output in outputs:
         assert "the workers start at epochs [1, 2]" in output
         assert "Traceback" not in output
@@ -176,7 +184,7 @@ def test_mirrored_strategy_over_two_cpus_equals_one_device(dataset, tmp_path):
     assert "Number of devices: 2" in done.stdout
     assert "4 (global, split over 2 devices)" in done.stdout
 
-    training.train(config(argv(dataset, tmp_path / "single", "--UnFreeze_Epoch", "2")))
+    train(config(argv(dataset, tmp_path / "single", "--UnFreeze_Epoch", "2")))
     mirrored, single = (read_weights(tmp_path / name / "training_state" / "model.weights.h5")
                         for name in ("mirrored", "single"))
     assert max_difference(mirrored, single) < 1e-6
@@ -231,3 +239,47 @@ def test_non_chief_workers_write_privately_and_clean_up(tmp_path):
     (tmp_path / "last.weights.h5").write_bytes(b"x")
     clean_worker_dir(tmp_path, chief, keep="training_state")  # the chief keeps everything
     assert (tmp_path / "last.weights.h5").is_file()
+
+
+FIT_ON_TWO_WORKERS = """
+import sys
+import keras, numpy as np, tensorflow as tf
+if sys.argv[1] == "patched":
+    from utils.keras_patches import patch_keras_for_multi_worker
+    patch_keras_for_multi_worker()
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+with strategy.scope():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+data = tf.data.Dataset.from_tensors((np.ones((4, 2), "float32"), np.ones((4, 1), "float32")))
+model.fit(data.repeat(), steps_per_epoch=2, epochs=1, verbose=0)
+print("FIT WORKED")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["unpatched", "patched"])
+def test_keras_still_needs_the_multi_worker_patch(variant):
+    """A plain `fit` on two workers. When the unpatched case stops failing, Keras has fixed
+    MultiWorkerMirroredStrategy: delete utils/keras_patches.py and its call in distribute.py."""
+    env = {**os.environ, **WORKER_ENV, "PYTHONPATH": str(REPO)}
+    workers = [subprocess.Popen([sys.executable, "-c", FIT_ON_TWO_WORKERS, variant], cwd=REPO,
+                                text=True, env={**env, "TF_CONFIG": tf_config},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+               for tf_config in local_cluster(2)]
+    try:
+        outputs = [worker.communicate(timeout=300)[0] for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    if variant == "patched":
+        assert all("FIT WORKED" in output for output in outputs), outputs[0][-3000:]
+    else:
+        assert all(worker.returncode != 0 for worker in workers), outputs[0][-3000:]
+        assert "Attempt to convert a value (PerReplica" in outputs[0], outputs[0][-3000:]
+
+
+def test_patch_refuses_another_keras_version(monkeypatch):
+    monkeypatch.setattr(keras, "__version__", "3.99.0")
+    with pytest.raises(DistributeError, match=rf"Keras {PATCHED_KERAS[-1]}.*this is Keras 3\.99"):
+        patch_keras_for_multi_worker()

@@ -8,7 +8,8 @@ from PIL import Image
 
 import get_miou
 from nets.unet import Unet as build_unet
-from utils.dataset_audit import DatasetError
+from utils.dataset import DatasetError
+from utils.predictor import Predictor
 
 SIZES = {"a": (40, 30), "b": (29, 52), "c": (64, 64)}
 NAMES = ["background", "cat", "dog"]
@@ -75,11 +76,11 @@ def test_mode_1_then_mode_2(voc, capsys):
     assert "===> mIoU: 100.0; mPA: 100.0; Accuracy: 100.0" in capsys.readouterr().out
 
 
-def test_errors_name_the_files(voc, tmp_path):
+def test_errors_name_the_files(voc, tmp_path, user_error):
     with pytest.raises(FileNotFoundError, match=r"detection-results[/\\]a\.png"):
         get_miou.main(args(voc, 2))
-    with pytest.raises(SystemExit, match="name_classes has 3 names but num_classes is 4"):
-        get_miou.main(args(voc, 0, "--num_classes", "4"))
+    message = user_error(get_miou.main, args(voc, 0, "--num_classes", "4"))
+    assert "name_classes has 3 names but num_classes is 4" in message
     with pytest.raises(FileNotFoundError, match=r"nothere\.h5.*logs/"):
         get_miou.main(args(voc, 0, "--model_path", str(tmp_path / "nothere.h5")))
     (voc / "VOCdevkit/VOC2007/ImageSets/Segmentation/val.txt").unlink()
@@ -119,8 +120,6 @@ def colour_classifier_onnx(path, weights):
 
 def test_onnx_path_scores_the_onnx_model(voc, capsys):
     pytest.importorskip("onnxruntime")
-    from unet import Unet
-
     weights = np.array([[4, -2, 0], [-3, 5, 1], [0, 1, -4]], np.float32)
     colour_classifier_onnx(voc / "colours.onnx", weights)
     get_miou.main(args(voc, 0, "--onnx_path", str(voc / "colours.onnx")))
@@ -131,7 +130,7 @@ def test_onnx_path_scores_the_onnx_model(voc, capsys):
         exp = np.exp(logits - logits.max(-1, keepdims=True))
         return exp / exp.sum(-1, keepdims=True)
 
-    predictor = Unet(forward=reference, num_classes=3, input_shape=[64, 64])
+    predictor = Predictor(forward=reference, num_classes=3, input_shape=[64, 64])
     for name in SIZES:
         image = Image.open(voc / "VOCdevkit/VOC2007/JPEGImages" / f"{name}.jpg")
         expected = np.asarray(predictor.get_miou_png(image))

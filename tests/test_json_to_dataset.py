@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 import json_to_dataset
-from utils.labelme import labelme_to_label, shape_mask
+from utils.errors import UserError
+from utils.labelme import LabelmeError, labelme_to_label, shape_mask
 
 CLASSES = ["_background_", "cat", "dog", "bird"]
 
@@ -81,18 +82,18 @@ def test_unknown_class_names_the_file_the_name_and_the_known_classes(tmp_path):
     (tmp_path / "before").mkdir()
     write_json(tmp_path / "before" / "3.json", [shape("zebra", [[1, 1], [5, 5]], "rectangle")],
                image=Image.new("RGB", (60, 40)))
-    with pytest.raises(SystemExit) as error:
+    with pytest.raises(LabelmeError) as error:
         run(tmp_path)
-    message = str(error.value.code)
+    message = str(error.value)
     assert "3.json" in message and "'zebra'" in message and "_background_, cat, dog" in message
 
 
 def test_missing_image_and_empty_folder_are_clear_errors(tmp_path):
     (tmp_path / "before").mkdir()
-    with pytest.raises(SystemExit, match="No .json files"):
+    with pytest.raises(LabelmeError, match="No .json files"):
         run(tmp_path)
     write_json(tmp_path / "before" / "4.json", [], image_path="absent.jpg")
-    with pytest.raises(SystemExit, match="absent.jpg"):
+    with pytest.raises(UserError, match="absent.jpg"):
         run(tmp_path)
 
 

@@ -1,4 +1,4 @@
-"""Losses and f_score against an independent NumPy implementation of the SPEC §5/§6 formulas."""
+"""Losses and f_score against an independent NumPy implementation of their formulas."""
 
 import keras
 import numpy as np
@@ -35,7 +35,7 @@ def as_float(value) -> float:
     return float(keras.ops.convert_to_numpy(value))
 
 
-# Reference implementations, float64 NumPy, written straight from the SPEC formulas.
+# Reference implementations, float64 NumPy, written straight from the formulas.
 
 
 def np_split(y_true, y_pred):
@@ -164,7 +164,7 @@ def test_all_pixels_ignored_gives_zero_not_nan():
 
 def test_perfect_prediction_scores_one_and_dice_zero():
     y_true, _ = make_batch(0.3)
-    # Ignored pixels predict class 0 with certainty; D3 keeps them out of fp.
+    # Ignored pixels predict class 0 with certainty; masking keeps them out of fp.
     labels = np.argmax(y_true[..., :-1], axis=-1)
     perfect = np.eye(NUM_CLASSES, dtype="float32")[labels]
     assert as_float(f_score()(y_true, perfect)) == pytest.approx(1.0, abs=1e-6)

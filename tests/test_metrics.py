@@ -5,20 +5,20 @@ import json
 
 import numpy as np
 import pytest
+from conftest import write_voc_item
 from PIL import Image
 
-from unet import Unet
-from utils.dataset_audit import DatasetError
+from utils.dataset import DatasetError
+from utils.evaluation import compute_mIoU, evaluate_split
 from utils.metrics import (
-    compute_mIoU,
-    evaluate_split,
     fast_hist,
     per_Accuracy,
     per_class_iu,
     per_class_PA_Recall,
     per_class_Precision,
-    show_results,
 )
+from utils.metrics_report import show_results
+from utils.predictor import Predictor
 
 # 4 classes; 255 is ignored; class 3 is absent from both GT and prediction (the prediction of
 # 3 falls on an ignored pixel).
@@ -41,7 +41,7 @@ def test_per_class_metrics_by_hand():
     np.testing.assert_allclose(iou[:3], [2 / 3, 1 / 3, 1 / 2])
     np.testing.assert_allclose(recall[:3], [2 / 3, 1 / 2, 1])
     np.testing.assert_allclose(precision[:3], [1, 1 / 2, 1 / 2])
-    assert np.isnan(iou[3]) and np.isnan(recall[3]) and np.isnan(precision[3])  # D6
+    assert np.isnan(iou[3]) and np.isnan(recall[3]) and np.isnan(precision[3])  # n/a, not 0
     assert per_Accuracy(HIST) == pytest.approx(4 / 6)
 
 
@@ -110,13 +110,9 @@ def test_compute_miou_names_bad_files(tmp_path):
         compute_mIoU(gt, pred, ["bad"], 4)
 
 
-def make_voc(root, labels, image_ext=".jpg"):
-    images, masks = root / "VOC2007" / "JPEGImages", root / "VOC2007" / "SegmentationClass"
-    images.mkdir(parents=True)
-    masks.mkdir(parents=True)
+def write_voc_labels(root, labels, image_ext=".jpg"):
     for name, label in labels.items():
-        Image.new("RGB", label.shape[::-1], (90, 120, 150)).save(images / f"{name}{image_ext}")
-        Image.fromarray(label).save(masks / f"{name}.png")
+        write_voc_item(root, name, label.shape[::-1], label, image_ext)
 
 
 def test_evaluate_split_with_a_fixed_prediction(tmp_path):
@@ -124,8 +120,8 @@ def test_evaluate_split_with_a_fixed_prediction(tmp_path):
     label = np.zeros((10, 20), np.uint8)
     label[:, :5] = 1  # 50 cat pixels, 150 background, 20 of them ignored:
     label[:2, 10:] = 255
-    make_voc(tmp_path / "VOCdevkit", {"x": label, "y": label}, image_ext=".png")
-    unet = Unet(forward=lambda b: np.eye(3, dtype=np.float32)[np.ones(b.shape[:3], int)],
+    write_voc_labels(tmp_path / "VOCdevkit", {"x": label, "y": label}, image_ext=".png")
+    unet = Predictor(forward=lambda b: np.eye(3, dtype=np.float32)[np.ones(b.shape[:3], int)],
                 num_classes=3, input_shape=[32, 64])
     results = evaluate_split(unet, tmp_path / "VOCdevkit", ["x", "y"], tmp_path / "out", 3,
                              progress=False)
@@ -140,11 +136,11 @@ def test_evaluate_split_with_a_fixed_prediction(tmp_path):
 
 def test_evaluate_split_names_missing_and_mismatched_files(tmp_path):
     root = tmp_path / "VOCdevkit"
-    make_voc(root, {"ok": np.zeros((8, 8), np.uint8), "small": np.zeros((8, 8), np.uint8)})
+    write_voc_labels(root, {"ok": np.zeros((8, 8), np.uint8), "small": np.zeros((8, 8), np.uint8)})
     Image.fromarray(np.zeros((4, 8), np.uint8)).save(root / "VOC2007/SegmentationClass/small.png")
     (root / "VOC2007/SegmentationClass/nolabel.png").unlink(missing_ok=True)
     Image.new("RGB", (8, 8)).save(root / "VOC2007/JPEGImages/nolabel.jpg")
-    unet = Unet(forward=lambda b: np.ones((*b.shape[:3], 2), np.float32), num_classes=2,
+    unet = Predictor(forward=lambda b: np.ones((*b.shape[:3], 2), np.float32), num_classes=2,
                 input_shape=[32, 32])
     with pytest.raises(DatasetError, match=r"no label .*nolabel\.png"):
         evaluate_split(unet, root, ["ok", "nolabel"], tmp_path / "out", 2, progress=False)

@@ -1,4 +1,5 @@
-"""U-Net structure against SPEC §2-§4: parameter counts, layer names, shapes, frozen set, errors."""
+"""U-Net structure against the original's: parameter counts, layer names, shapes, frozen set,
+errors."""
 
 import keras
 import numpy as np
@@ -58,7 +59,7 @@ def test_parameter_and_layer_counts(models_512, backbone, total, trainable, laye
 
 
 def test_decoder_and_head_parameters(models_512):
-    """SPEC §4: decoder + head 10,177,749 (vgg) / 20,426,069 (resnet50); head 64*C + C."""
+    """Decoder + head: 10,177,749 (vgg) / 20,426,069 (resnet50) parameters; head 64*C + C."""
     for backbone, expected in [("vgg", 10_177_749), ("resnet50", 20_426_069)]:
         model = models_512[backbone]
         layers = [model.get_layer(n) for n in decoder_conv_names(backbone)]
@@ -139,5 +140,5 @@ def test_bad_input_shapes(shape, hint):
 
 
 def test_too_few_classes():
-    with pytest.raises(ValueError, match="num_classes is 1"):
+    with pytest.raises(ValueError, match="num_classes = 1, but it counts the background"):
         Unet((64, 64, 3), 1, "vgg")

@@ -1,6 +1,7 @@
 """predict.py end to end: every mode on tiny inputs, headless, with a random-weight model."""
 
 import io
+import re
 import sys
 
 import cv2
@@ -9,6 +10,8 @@ import pytest
 from PIL import Image
 
 import predict
+from utils.predict_modes import MODES
+from utils.settings import PREDICT_MODES
 
 MODEL = ["--model_path", "", "--num_classes", "3", "--input_shape", "64", "64"]
 
@@ -60,12 +63,12 @@ def test_video_mode_saves_headless(tmp_path, capsys):
     assert ok and frame.shape == (48, 80, 3)
 
 
-def test_video_mode_errors(tmp_path):
-    with pytest.raises(SystemExit, match="video_save_path"):
-        predict.main([*MODEL, "--mode", "video"])
-    with pytest.raises(ValueError, match=r"Cannot read the camera or video .*nothing\.avi"):
-        predict.main([*MODEL, "--mode", "video", "--video_path", str(tmp_path / "nothing.avi"),
-                      "--video_save_path", str(tmp_path / "out.avi")])
+def test_video_mode_errors(tmp_path, user_error):
+    assert "--video_save_path out.avi" in user_error(predict.main, [*MODEL, "--mode", "video"])
+    message = user_error(predict.main, [
+        *MODEL, "--mode", "video", "--video_path", str(tmp_path / "nothing.avi"),
+        "--video_save_path", str(tmp_path / "out.avi")])
+    assert re.search(r"Cannot read the camera or video .*nothing\.avi", message)
 
 
 def test_fps_mode(tmp_path, capsys):
@@ -99,16 +102,26 @@ def test_dir_predict_handles_every_format(tmp_path):
         assert result.mode == "RGB" and result.size == size
 
 
-def test_unknown_mode_and_parameter():
-    with pytest.raises(SystemExit, match="'predict', 'video', 'fps', 'dir_predict'"):
-        predict.main(["--mode", "segment"])
-    with pytest.raises(SystemExit, match="--mix_type"):
-        predict.main(["--mixtype", "1"])
+def test_unknown_mode_and_parameter(user_error):
+    message = user_error(predict.main, ["--mode", "segment"])
+    assert "mode = 'segment' is not supported" in message
+    assert "'predict', 'video', 'fps', 'dir_predict', 'export_onnx', 'predict_onnx'" in message
+    assert "Did you mean --mix_type?" in user_error(predict.main, ["--mixtype", "1"])
+    assert "mix_type = 3 is not supported" in user_error(predict.main, ["--mix_type", "3"])
 
 
-def test_help_lists_predictor_settings(capsys):
-    with pytest.raises(SystemExit):
+def test_every_mode_has_a_runner():
+    assert tuple(MODES) == PREDICT_MODES
+
+
+def test_help_lists_predictor_settings(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as exit_info:
         predict.main(["--help"])
+    assert exit_info.value.code == 0
     printed = capsys.readouterr().out
-    assert "--mix_type" in printed and "keep foreground pixels" in printed
+    assert "Predictor (unet.py):" in printed
+    words = " ".join(printed.split())  # help lines are wrapped
+    assert "--mix_type" in words and "2 keeps the foreground pixels" in words
     assert "--video_fps" in printed and "--onnx_save_path" in printed
+    assert max(len(line) for line in printed.splitlines()) <= 100

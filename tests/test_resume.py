@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -11,29 +10,11 @@ import pytest
 import tensorflow as tf
 
 import train as train_script
-import utils.training as training
+import utils.dataloader
 from nets.unet import Unet
 from utils.config import load_config
-from utils.demo_data import write_demo_dataset
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def write_dataset(root: Path, num_train: int = 4, num_val: int = 2) -> Path:
-    dataset = root / "VOCdevkit"
-    write_demo_dataset(dataset, num_images=num_train + num_val, img_dir=root / "img")
-    ids = [f"demo_{i:04d}" for i in range(num_train + num_val)]
-    splits = dataset / "VOC2007" / "ImageSets" / "Segmentation"
-    splits.mkdir(parents=True)
-    (splits / "train.txt").write_text("".join(f"{i}\n" for i in ids[:num_train]))
-    (splits / "val.txt").write_text("".join(f"{i}\n" for i in ids[num_train:]))
-    return dataset
-
-
-def tiny_argv(dataset: Path, save_dir: Path, *extra: str) -> list[str]:
-    return ["--num_classes", "4", "--model_path", "", "--input_shape", "32", "32",
-            "--VOCdevkit_path", str(dataset), "--save_dir", str(save_dir),
-            "--Freeze_batch_size", "2", "--Unfreeze_batch_size", "2", *extra]
+from utils.training import sigterm_as_interrupt, train
+from utils.training_state import describe_interrupt
 
 
 def config(argv: list[str]):
@@ -53,26 +34,27 @@ class InterruptAfter(keras.callbacks.Callback):
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("data"))
+def dataset(make_voc):
+    return make_voc()
 
 
 @pytest.mark.slow
-def test_resume_equals_an_uninterrupted_run(dataset, tmp_path):
+def test_resume_equals_an_uninterrupted_run(dataset, tmp_path, train_argv, user_error, capsys):
     # 1 frozen + 2 unfrozen epochs; the interruption after epoch 2 falls inside phase 2, so the
     # resumed run must restore the phase-2 optimizer moments, not just the weights.
     extra = ("--Freeze_Epoch", "1", "--UnFreeze_Epoch", "3", "--save_period", "3",
              "--eval_period", "2", "--Init_lr", "1e-3", "--optimizer_type", "sgd")
-    straight = training.train(config(tiny_argv(dataset, tmp_path / "straight", *extra)))
+    straight = train(config(train_argv(dataset, tmp_path / "straight", *extra)))
 
     save_dir = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
-        training.train(config(tiny_argv(dataset, save_dir, *extra)), callbacks=[InterruptAfter(2)])
-    message = training.describe_interrupt(save_dir)
+        train(config(train_argv(dataset, save_dir, *extra)), callbacks=[InterruptAfter(2)])
+    assert describe_interrupt(save_dir) in capsys.readouterr().out
+    message = describe_interrupt(save_dir)
     assert "after epoch 2" in message and "--resume True" in message
     assert json.loads((save_dir / "training_state" / "state.json").read_text())["phase"] == 2
 
-    resumed = training.train(config(tiny_argv(dataset, save_dir, *extra, "--resume", "True")))
+    resumed = train(config(train_argv(dataset, save_dir, *extra, "--resume", "True")))
     for a, b in zip(straight.model.get_weights(), resumed.model.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert resumed.history["loss"] == pytest.approx(straight.history["loss"], rel=1e-5)
@@ -83,36 +65,34 @@ def test_resume_equals_an_uninterrupted_run(dataset, tmp_path):
     assert len(list(save_dir.glob("ep003-*.weights.h5"))) == 1
     assert len(list((tmp_path / "straight").glob("ep003-*.weights.h5"))) == 1
 
-    finished = fails_with(tiny_argv(dataset, save_dir, *extra, "--resume", "True"))
+    finished = user_error(train_script.main,
+                          train_argv(dataset, save_dir, *extra, "--resume", "True"))
     assert "already finished 3 epochs" in finished
-    changed = fails_with(tiny_argv(dataset, save_dir, *extra, "--resume", "True",
-                                   "--UnFreeze_Epoch", "5", "--backbone", "resnet50"))
+    changed = user_error(train_script.main, train_argv(
+        dataset, save_dir, *extra, "--resume", "True", "--UnFreeze_Epoch", "5", "--backbone",
+        "resnet50"))
     assert "backbone = 'resnet50' but the run" in changed
 
 
-def fails_with(argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as excinfo:
-        train_script.main(argv)
-    assert isinstance(excinfo.value.code, str)
-    return excinfo.value.code
+def test_nan_loss_stops_and_keeps_the_last_good_epoch(dataset, tmp_path, monkeypatch,
+                                                      train_argv, user_error):
+    make_dataset = utils.dataloader.make_dataset
 
-
-def test_nan_loss_stops_and_keeps_the_last_good_epoch(dataset, tmp_path, monkeypatch):
-    make_dataset = training.make_dataset
-
-    def nan_from_second_epoch(ids, input_shape, batch_size, *args, **kwargs):
-        data = make_dataset(ids, input_shape, batch_size, *args, **kwargs)
-        if not args[1]:  # validation stays clean
+    def nan_from_second_epoch(layout, ids, input_shape, batch_size, num_classes, *, train,
+                              **kwargs):
+        data = make_dataset(layout, ids, input_shape, batch_size, num_classes, train=train,
+                            **kwargs)
+        if not train:  # validation stays clean
             return data
         steps = len(ids) // batch_size
         return data.enumerate().map(  # NaN targets (ReLU would swallow NaN images)
             lambda i, xy: (xy[0], tf.where(i >= steps, np.float32("nan"), xy[1])))
 
-    monkeypatch.setattr(training, "make_dataset", nan_from_second_epoch)
+    monkeypatch.setattr("utils.training.make_dataset", nan_from_second_epoch)
     save_dir = tmp_path / "logs"
-    message = fails_with(tiny_argv(dataset, save_dir, "--Freeze_Train", "False",
-                                   "--UnFreeze_Epoch", "3", "--save_period", "1",
-                                   "--eval_flag", "False"))
+    message = user_error(train_script.main, train_argv(
+        dataset, save_dir, "--Freeze_Train", "False", "--UnFreeze_Epoch", "3", "--save_period",
+        "1", "--eval_flag", "False"))
     assert "loss became nan at epoch 2 batch 1: lower Init_lr" in message
     names = sorted(p.name for p in save_dir.glob("*.weights.h5"))
     assert len(names) == 3 and names[1].startswith("ep001-")
@@ -128,19 +108,18 @@ def test_nan_loss_stops_and_keeps_the_last_good_epoch(dataset, tmp_path, monkeyp
 
 
 def test_sigterm_becomes_a_clean_interrupt():
-    with pytest.raises(KeyboardInterrupt), training.sigterm_as_interrupt():
+    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
         os.kill(os.getpid(), signal.SIGTERM)
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
 @pytest.mark.parametrize("precision, optimizer", [("bfloat16", "SGD"),
                                                   ("float16", "LossScaleOptimizer")])
-def test_mixed_precision_one_step(dataset, tmp_path, precision, optimizer):
-    cfg = config(tiny_argv(dataset, tmp_path / "logs", "--Freeze_Train", "False",
-                           "--UnFreeze_Epoch", "1", "--eval_flag", "False",
-                           "--optimizer_type", "sgd",
-                           "--mixed_precision", precision))
-    result = training.train(cfg)
+def test_mixed_precision_one_step(dataset, tmp_path, precision, optimizer, train_argv):
+    cfg = config(train_argv(dataset, tmp_path / "logs", "--Freeze_Train", "False",
+                            "--UnFreeze_Epoch", "1", "--eval_flag", "False",
+                            "--optimizer_type", "sgd", "--mixed_precision", precision))
+    result = train(cfg)
     model = result.model
     assert model.get_layer("block1_conv1").compute_dtype == precision
     assert model.get_layer("block1_conv1").kernel.dtype == "float32"

@@ -1,4 +1,5 @@
-"""LR scaling, schedules and optimizers against the hand-computed values of SPEC §5 and §10."""
+"""LR scaling, schedules and optimizers against values computed by hand from the original's
+formulas."""
 
 import pickle
 from types import SimpleNamespace

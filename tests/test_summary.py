@@ -1,4 +1,4 @@
-"""FLOPs counting (SPEC §8) and the summary.py script."""
+"""FLOPs counting (the original's net_flops rules) and the summary.py script."""
 
 import keras
 import pytest

@@ -13,30 +13,12 @@ from PIL import Image
 import train as train_script
 from nets.unet import Unet, backbone_layer_names
 from utils.config import load_config
-from utils.demo_data import write_demo_dataset
 from utils.losses import CE
 from utils.recipe import apply_weight_decay
 from utils.schedules import fit_learning_rates, get_lr_scheduler
 from utils.training import plan_phases, train
 
 IDS = [f"demo_{i:04d}" for i in range(12)]
-
-
-def write_dataset(root: Path, num_train: int = 8, num_val: int = 4) -> Path:
-    """Demo images (160x120, 3 shape classes + background) with explicit train/val splits."""
-    dataset = root / "VOCdevkit"
-    write_demo_dataset(dataset, num_images=num_train + num_val, img_dir=root / "img")
-    splits = dataset / "VOC2007" / "ImageSets" / "Segmentation"
-    splits.mkdir(parents=True)
-    ids = IDS[: num_train + num_val]
-    (splits / "train.txt").write_text("".join(f"{i}\n" for i in ids[:num_train]))
-    (splits / "val.txt").write_text("".join(f"{i}\n" for i in ids[num_train:]))
-    return dataset
-
-
-def tiny_argv(dataset: Path, save_dir: Path, *extra: str) -> list[str]:
-    return ["--num_classes", "4", "--model_path", "", "--input_shape", "32", "32",
-            "--VOCdevkit_path", str(dataset), "--save_dir", str(save_dir), *extra]
 
 
 class Recorder(keras.callbacks.Callback):
@@ -55,14 +37,14 @@ class Recorder(keras.callbacks.Callback):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, make_voc, train_argv):
     """Three epochs (1 frozen at batch 4, 2 unfrozen at batch 2), SGD, mIoU every 2 epochs."""
     root = tmp_path_factory.mktemp("train")
-    dataset = write_dataset(root)
-    argv = tiny_argv(dataset, root / "logs", "--Freeze_Epoch", "1", "--UnFreeze_Epoch", "3",
-                     "--Freeze_batch_size", "4", "--Unfreeze_batch_size", "2",
-                     "--optimizer_type", "sgd", "--Init_lr", "1e-2", "--save_period", "2",
-                     "--eval_period", "2", "--weight_decay", "1e-4")
+    dataset = make_voc(8, 4)
+    argv = train_argv(dataset, root / "logs", "--Freeze_Epoch", "1", "--UnFreeze_Epoch", "3",
+                      "--Freeze_batch_size", "4", "--Unfreeze_batch_size", "2",
+                      "--optimizer_type", "sgd", "--Init_lr", "1e-2", "--save_period", "2",
+                      "--eval_period", "2", "--weight_decay", "1e-4")
     cfg = load_config(train_script.__file__, argv)
     recorder = Recorder()
     result = train(cfg, callbacks=[recorder])
@@ -147,44 +129,42 @@ def test_weight_decay_is_part_of_the_training_loss():
     assert expected_l2 > 0.01 * total  # large enough that leaving it out would show
 
 
-class Cfg:
-    def __init__(self, **kw):
-        defaults = dict(Freeze_Train=True, Freeze_Epoch=50, UnFreeze_Epoch=100,
-                        Freeze_batch_size=4, Unfreeze_batch_size=2)
-        self.__dict__.update({**defaults, **kw})
-
-
 def test_plan_phases_follows_the_original():
-    phases = plan_phases(Cfg(), 0)
+    cfg = load_config(train_script.__file__, ["--Freeze_batch_size", "4"])  # 50 + 50 epochs
+    phases = plan_phases(cfg, 0)
     assert [(p.frozen, p.batch_size, p.start, p.end) for p in phases] == [
         (True, 4, 0, 50), (False, 2, 50, 100)]
-    assert [(p.frozen, p.start) for p in plan_phases(Cfg(), 60)] == [(False, 60)]
-    assert [(p.frozen, p.start) for p in plan_phases(Cfg(Freeze_Train=False), 0)] == [(False, 0)]
-    assert plan_phases(Cfg(), 100) == []
+    assert [(p.frozen, p.start) for p in plan_phases(cfg, 60)] == [(False, 60)]
+    unfrozen = cfg.replace(Freeze_Train=False)
+    assert [(p.frozen, p.start) for p in plan_phases(unfrozen, 0)] == [(False, 0)]
+    assert plan_phases(cfg, 100) == []
 
 
 # ---- fail fast: a clear message, a non-zero exit, and no checkpoint or log folder written ----
 
 
 @pytest.fixture(scope="module")
-def good_dataset(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("data"), num_train=4, num_val=2)
+def good_dataset(make_voc):
+    return make_voc(4, 2)
 
 
-def fails(argv: list[str], save_dir: Path) -> str:
-    with pytest.raises(SystemExit) as excinfo:
-        train_script.main(argv)
-    message = excinfo.value.code
-    assert isinstance(message, str) and message.startswith("\nError: ")  # exit status 1
-    assert not list(save_dir.rglob("*.weights.h5"))
-    assert not list(save_dir.glob("loss_*"))
-    return message
+@pytest.fixture
+def fails(user_error, train_argv):
+    """train.py stops with a message, and no checkpoint or log folder is written."""
+
+    def run(dataset: Path, save_dir: Path, *override: str) -> str:
+        message = user_error(train_script.main, train_argv(dataset, save_dir, *override))
+        assert not list(save_dir.rglob("*.weights.h5"))
+        assert not list(save_dir.glob("loss_*"))
+        return message
+
+    return run
 
 
 @pytest.mark.parametrize("override, expected", [
     (["--input_shape", "100", "100"], "not a multiple of 32 (at least 32); use 96 or 128"),
     (["--num_classes", "1"], "num_classes = 1, but it counts the background"),
-    (["--backbone", "mobilenet"], "backbone = 'mobilenet' is not supported"),
+    (["--backbone", "mobilenet"], "Unsupported backbone - `mobilenet`, Use vgg, resnet50."),
     (["--optimizer_type", "rmsprop"], "optimizer_type = 'rmsprop' is not supported"),
     (["--lr_decay_type", "linear"], "lr_decay_type = 'linear' is not supported"),
     (["--model_path", "model_data/missing.h5"], "model_path = 'model_data/missing.h5' does not"),
@@ -197,56 +177,54 @@ def fails(argv: list[str], save_dir: Path) -> str:
      "数据集过小，无法继续进行训练，请扩充数据集。 Dataset too small"),
     (["--resume", "True"], "no interrupted run to continue"),
 ])
-def test_bad_settings_fail_before_training(good_dataset, tmp_path, override, expected):
-    save_dir = tmp_path / "logs"
-    message = fails(tiny_argv(good_dataset, save_dir, *override), save_dir)
-    assert expected in message
+def test_bad_settings_fail_before_training(fails, good_dataset, tmp_path, override, expected):
+    assert expected in fails(good_dataset, tmp_path / "logs", *override)
 
 
-def test_unwritable_save_dir(good_dataset, tmp_path):
+def test_unwritable_save_dir(fails, good_dataset, tmp_path):
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("")
-    message = fails(tiny_argv(good_dataset, blocker / "logs"), tmp_path)
+    message = fails(good_dataset, blocker / "logs")
     assert "is not writable" in message and "not_a_folder" in message
 
 
 @pytest.fixture
-def broken_dataset(tmp_path):
-    return write_dataset(tmp_path, num_train=4, num_val=2)
+def broken_dataset(make_voc):
+    return make_voc(4, 2)
 
 
 def label_file(dataset: Path, index: int) -> Path:
     return dataset / "VOC2007" / "SegmentationClass" / f"{IDS[index]}.png"
 
 
-def test_missing_split(broken_dataset, tmp_path):
+def test_missing_split(fails, broken_dataset, tmp_path):
     (broken_dataset / "VOC2007" / "ImageSets" / "Segmentation" / "val.txt").unlink()
-    message = fails(tiny_argv(broken_dataset, tmp_path / "logs"), tmp_path)
+    message = fails(broken_dataset, tmp_path / "logs")
     assert "val.txt: split file not found" in message and "voc_annotation.py" in message
 
 
-def test_empty_split(broken_dataset, tmp_path):
+def test_empty_split(fails, broken_dataset, tmp_path):
     (broken_dataset / "VOC2007" / "ImageSets" / "Segmentation" / "train.txt").write_text("\n\n")
-    message = fails(tiny_argv(broken_dataset, tmp_path / "logs"), tmp_path)
+    message = fails(broken_dataset, tmp_path / "logs")
     assert "train.txt is empty: run voc_annotation.py" in message
 
 
-def test_binary_0_255_masks(broken_dataset, tmp_path):
+def test_binary_0_255_masks(fails, broken_dataset, tmp_path):
     for index in range(6):
         label = np.asarray(Image.open(label_file(broken_dataset, index)))
         Image.fromarray(np.where(label > 0, 255, 0).astype(np.uint8)).save(
             label_file(broken_dataset, index))
-    message = fails(tiny_argv(broken_dataset, tmp_path / "logs"), tmp_path)
+    message = fails(broken_dataset, tmp_path / "logs")
     assert "255" in message and "voc_annotation.py --fix_labels" in message
 
 
-def test_rgb_label_is_named(broken_dataset, tmp_path):
+def test_rgb_label_is_named(fails, broken_dataset, tmp_path):
     Image.open(label_file(broken_dataset, 2)).convert("RGB").save(label_file(broken_dataset, 2))
-    message = fails(tiny_argv(broken_dataset, tmp_path / "logs"), tmp_path)
+    message = fails(broken_dataset, tmp_path / "logs")
     assert "RGB" in message and f"{IDS[2]}.png" in message
 
 
-def test_corrupt_image_is_named(broken_dataset, tmp_path):
+def test_corrupt_image_is_named(fails, broken_dataset, tmp_path):
     (broken_dataset / "VOC2007" / "JPEGImages" / f"{IDS[4]}.jpg").write_bytes(b"")
-    message = fails(tiny_argv(broken_dataset, tmp_path / "logs"), tmp_path)
+    message = fails(broken_dataset, tmp_path / "logs")
     assert f"{IDS[4]}.jpg" in message

@@ -6,24 +6,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_voc_item
 from PIL import Image
 
 import voc_annotation
-from utils.dataset_audit import read_label, voc_palette
+from utils.dataset import DatasetError, read_label, voc_palette
 
 SCRIPT = Path(voc_annotation.__file__)
 
 
-def make_voc(root, ids, value=1):
-    images, labels = root / "VOC2007" / "JPEGImages", root / "VOC2007" / "SegmentationClass"
-    images.mkdir(parents=True, exist_ok=True)
-    labels.mkdir(parents=True, exist_ok=True)
+def write_labels(root, ids, value=1):
+    """8x8 images whose labels hold `value` in a 4x4 square; returns the label folder."""
     label = np.zeros((8, 8), np.uint8)
     label[2:6, 2:6] = value
     for image_id in ids:
-        Image.new("RGB", (8, 8), (50, 60, 70)).save(images / f"{image_id}.jpg")
-        Image.fromarray(label).save(labels / f"{image_id}.png")
-    return labels
+        write_voc_item(root, image_id, (8, 8), label)
+    return root / "VOC2007" / "SegmentationClass"
 
 
 def run(root, *args):
@@ -38,8 +36,8 @@ def split_files(root):
 
 def test_split_is_exact_and_independent_of_creation_order(tmp_path, capsys):
     ids = [f"img{i}" for i in range(10)]
-    make_voc(tmp_path / "a", ids)
-    make_voc(tmp_path / "b", [ids[i] for i in (7, 2, 9, 0, 5, 1, 8, 3, 6, 4)])
+    write_labels(tmp_path / "a", ids)
+    write_labels(tmp_path / "b", [ids[i] for i in (7, 2, 9, 0, 5, 1, 8, 3, 6, 4)])
     run(tmp_path / "a")
     out = capsys.readouterr().out
     run(tmp_path / "b")
@@ -55,7 +53,7 @@ def test_split_is_exact_and_independent_of_creation_order(tmp_path, capsys):
 
 
 def test_trainval_percent_leaves_a_test_set(tmp_path):
-    make_voc(tmp_path, [f"{i}" for i in range(10)])
+    write_labels(tmp_path, [f"{i}" for i in range(10)])
     run(tmp_path, "--trainval_percent", "0.8", "--seed", "1")
     splits = split_files(tmp_path)
     assert len(splits["test"].split()) == 2 and len(splits["trainval"].split()) == 8
@@ -63,17 +61,17 @@ def test_trainval_percent_leaves_a_test_set(tmp_path):
 
 
 def test_binary_masks_stop_with_an_error_and_change_nothing(tmp_path):
-    labels = make_voc(tmp_path, ["a", "b"], value=255)
+    labels = write_labels(tmp_path, ["a", "b"], value=255)
     before = (labels / "a.png").read_bytes()
-    with pytest.raises(SystemExit) as error:
+    with pytest.raises(DatasetError) as error:
         run(tmp_path)
-    assert "255" in str(error.value.code) and "--fix_labels True" in str(error.value.code)
+    assert "255" in str(error.value) and "--fix_labels True" in str(error.value)
     assert (labels / "a.png").read_bytes() == before
     assert not (tmp_path / "VOC2007" / "SegmentationClass.bak").exists()
 
 
 def test_fix_labels_repairs_binary_masks_with_a_backup(tmp_path, capsys):
-    labels = make_voc(tmp_path, ["a", "b"], value=255)
+    labels = write_labels(tmp_path, ["a", "b"], value=255)
     before = (labels / "a.png").read_bytes()
     run(tmp_path, "--fix_labels", "True")
     assert (tmp_path / "VOC2007" / "SegmentationClass.bak" / "a.png").read_bytes() == before
@@ -82,30 +80,31 @@ def test_fix_labels_repairs_binary_masks_with_a_backup(tmp_path, capsys):
 
 
 def test_fix_labels_converts_voc_colour_labels(tmp_path):
-    labels = make_voc(tmp_path, ["a"], value=2)
+    labels = write_labels(tmp_path, ["a"], value=2)
     Image.fromarray(voc_palette()[read_label(labels / "a.png")]).save(labels / "a.png")
-    with pytest.raises(SystemExit, match="a.png"):
+    with pytest.raises(DatasetError, match="a.png"):
         run(tmp_path)
     run(tmp_path, "--fix_labels", "True", "--num_classes", "3")
     assert read_label(labels / "a.png")[3, 3] == 2
 
 
 def test_num_classes_flags_out_of_range_values(tmp_path):
-    make_voc(tmp_path, ["a"], value=4)
+    write_labels(tmp_path, ["a"], value=4)
     run(tmp_path, "--num_classes", "5")
-    with pytest.raises(SystemExit, match=r"\[4\] are >= num_classes = 4"):
+    with pytest.raises(DatasetError, match=r"\[4\] are >= num_classes = 4"):
         run(tmp_path, "--num_classes", "4")
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="SegmentationClass: folder not found"):
+    with pytest.raises(DatasetError, match="SegmentationClass: folder not found"):
         run(tmp_path)
 
 
 def test_fatal_audit_exits_non_zero_from_the_command_line(tmp_path):
-    make_voc(tmp_path, ["a"], value=255)
+    write_labels(tmp_path, ["a"], value=255)
     result = subprocess.run([sys.executable, str(SCRIPT), "--VOCdevkit_path", str(tmp_path)],
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0
+    assert result.returncode == 2
+    assert "error: The dataset has problems" in result.stderr
     assert "0/255 binary masks" in result.stderr
     assert "Generate txt in ImageSets done." in result.stdout

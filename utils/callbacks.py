@@ -1,13 +1,12 @@
-"""Training callbacks: loss history and curves, mIoU evaluation, checkpoints and resumable state.
+"""Training callbacks: loss history and curves, mIoU evaluation, checkpoints, NaN guard, and
+the per-epoch training state; `training_callbacks` puts them in the order every `fit` uses.
 
-Stateful callbacks expose `get_state()` / `set_state(state)` so that `TrainingStateCheckpoint`
-can store them with the weights and optimizer at every epoch end, and `--resume` can continue
-an interrupted run exactly where it stopped (SPEC §9, §10; fixes D17).
+Callbacks with counters or histories follow the `Stateful` protocol, so `--resume` continues an
+interrupted run exactly where it stopped.
 """
 
-import json
+import importlib.util
 import math
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,14 +17,15 @@ import numpy as np
 import scipy.signal
 from matplotlib.figure import Figure
 
-from unet import Unet as Predictor
-from utils.metrics import evaluate_split
-from utils.weights import CheckpointWriteError, save_weights_atomic
+from utils.dataset import VOCLayout
+from utils.errors import UserError
+from utils.evaluation import evaluate_split
+from utils.predictor import Predictor
+from utils.training_state import callback_states, save_training_state
+from utils.weights import save_weights_atomic
 
-STATE_DIR = "training_state"
 
-
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """The training loss became NaN or Inf; nothing from the bad epoch was saved."""
 
 
@@ -33,7 +33,7 @@ def _write_lines(path: Path, values: Sequence[float]) -> None:
     path.write_text("".join(f"{v}\n" for v in values), encoding="utf-8")
 
 
-def _save_curve_figure(path: Path, curves: list[dict], ylabel: str, title: str) -> None:
+def save_curve_figure(path: Path, curves: list[dict], ylabel: str, title: str) -> None:
     """Draw line curves (kwargs for `Axes.plot` plus `x`, `y`) with the original's styling."""
     figure = Figure()
     axes = figure.subplots()
@@ -51,7 +51,9 @@ def _save_curve_figure(path: Path, curves: list[dict], ylabel: str, title: str) 
 class LossHistory(keras.callbacks.Callback):
     """Writes epoch_loss.txt / epoch_val_loss.txt and plots epoch_loss.png after every epoch."""
 
-    def __init__(self, log_dir: str | Path, val_loss_flag: bool = True):
+    state_key = "loss_history"
+
+    def __init__(self, log_dir: str | Path, *, val_loss_flag: bool = True):
         super().__init__()
         self.log_dir = Path(log_dir)
         self.val_loss_flag = val_loss_flag
@@ -94,38 +96,37 @@ class LossHistory(keras.callbacks.Callback):
                      linestyle="--", linewidth=2, label=f"smooth {name}")
                 for name, y, _, smooth_color in series
             ]
-        _save_curve_figure(self.log_dir / "epoch_loss.png", curves, "Loss", "A Loss Curve")
+        save_curve_figure(self.log_dir / "epoch_loss.png", curves, "Loss", "A Loss Curve")
 
 
 class EvalCallback(keras.callbacks.Callback):
     """Every `period` epochs, the val-split mIoU computed exactly as get_miou.py computes it.
 
-    Predictions go to a temporary folder inside `log_dir` (not the working directory, D17),
+    Predictions go to a temporary folder inside `log_dir`, never the working directory, and are
     removed afterwards; mIoU (in %) goes to epoch_miou.txt and epoch_miou.png.
     """
+
+    state_key = "eval"
 
     def __init__(
         self,
         input_shape: Sequence[int],
         num_classes: int,
         image_ids: Sequence[str],
-        dataset_path: str | Path,
+        dataset: str | Path | VOCLayout,
         log_dir: str | Path,
+        *,
         eval_flag: bool = True,
         period: int = 1,
-        name_classes: Sequence[str] | None = None,
-        batch_size: int = 4,
     ):
         super().__init__()
         self.input_shape = list(input_shape)
         self.num_classes = num_classes
         self.image_ids = [line.split()[0] for line in image_ids if line.strip()]
-        self.dataset_path = dataset_path
+        self.dataset = dataset
         self.log_dir = Path(log_dir)
         self.eval_flag = eval_flag
         self.period = period
-        self.name_classes = name_classes
-        self.batch_size = batch_size
         self.miou_out_path = self.log_dir / ".temp_miou_out"
         self.mious: list[float] = [0]
         self.epoches: list[int] = [0]
@@ -139,14 +140,11 @@ class EvalCallback(keras.callbacks.Callback):
         if not self.eval_flag or epoch % self.period:
             return
         if self._predictor is None:
-            self._predictor = Predictor(
-                model=self.model, num_classes=self.num_classes, input_shape=self.input_shape
-            )
+            self._predictor = Predictor(model=self.model, num_classes=self.num_classes,
+                                        input_shape=self.input_shape)
         print("Get miou.")
-        result = evaluate_split(
-            self._predictor, self.dataset_path, self.image_ids, self.miou_out_path,
-            self.num_classes, self.name_classes, batch_size=self.batch_size,
-        )
+        result = evaluate_split(self._predictor, self.dataset, self.image_ids, self.miou_out_path,
+                                self.num_classes)
         self.mious.append(float(result["mIoU"]) * 100)
         self.epoches.append(epoch)
         self._write()
@@ -164,7 +162,7 @@ class EvalCallback(keras.callbacks.Callback):
     def _write(self) -> None:
         _write_lines(self.log_dir / "epoch_miou.txt", self.mious)
         curve = dict(x=self.epoches, y=self.mious, color="red", linewidth=2, label="train miou")
-        _save_curve_figure(self.log_dir / "epoch_miou.png", [curve], "Miou", "A Miou Curve")
+        save_curve_figure(self.log_dir / "epoch_miou.png", [curve], "Miou", "A Miou Curve")
 
 
 class WeightsCheckpoint(keras.callbacks.Callback):
@@ -178,12 +176,15 @@ class WeightsCheckpoint(keras.callbacks.Callback):
     def __init__(
         self,
         filepath: str | Path,
+        state_key: str,
         monitor: str = "val_loss",
+        *,
         save_best_only: bool = False,
         period: int = 1,
     ):
         super().__init__()
         self.filepath = str(filepath)
+        self.state_key = state_key
         self.monitor = monitor
         self.save_best_only = save_best_only
         self.period = period
@@ -238,76 +239,59 @@ class NaNGuard(keras.callbacks.Callback):
             )
 
 
-def _state_dirs(save_dir: Path) -> tuple[Path, Path, Path]:
-    return save_dir / STATE_DIR, save_dir / f"{STATE_DIR}.tmp", save_dir / f"{STATE_DIR}.old"
-
-
-def save_training_state(save_dir: str | Path, model: keras.Model, state: dict[str, Any]) -> None:
-    """Write weights, optimizer variables and `state` to save_dir/training_state atomically.
-
-    Everything goes to a temporary folder first, then replaces the previous state by renames,
-    so an interruption at any point leaves one complete state (`load_training_state` falls
-    back to training_state.old if it stopped between the two renames).
-    """
-    final, tmp, old = _state_dirs(Path(save_dir))
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
-        model.save_weights(tmp / "model.weights.h5")
-        store: dict[str, np.ndarray] = {}
-        model.optimizer.save_own_variables(store)
-        np.savez(tmp / "optimizer.npz", **store)
-        (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
-    except OSError as error:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointWriteError(
-            f"{tmp} could not be written ({error}). Free disk space or set save_dir to another "
-            f"folder; {final} keeps the previous epoch's state."
-        ) from error
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def find_training_state(save_dir: str | Path) -> Path | None:
-    """The folder of the latest complete training state in save_dir, or None."""
-    final, _, old = _state_dirs(Path(save_dir))
-    for folder in (final, old):
-        if (folder / "state.json").is_file():
-            return folder
-    return None
-
-
-def load_training_state(folder: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read state.json and the stored optimizer variables of a training-state folder."""
-    folder = Path(folder)
-    state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-    with np.load(folder / "optimizer.npz") as optimizer_store:
-        return state, dict(optimizer_store)
-
-
 class TrainingStateCheckpoint(keras.callbacks.Callback):
-    """Saves the resumable state after every epoch; must be the last callback in the list."""
+    """Saves the resumable state after every epoch: last in the list, after everything it
+    records has run."""
 
-    def __init__(
-        self,
-        save_dir: str | Path,
-        stateful: dict[str, keras.callbacks.Callback],
-        info: dict[str, Any],
-    ):
+    def __init__(self, save_dir: str | Path, callbacks: list[keras.callbacks.Callback],
+                 info: dict[str, Any]):
         super().__init__()
-        self.save_dir = Path(save_dir)
-        self.stateful = stateful
-        self.info = info
-        self.phase = 1
+        self.save_dir, self.callbacks, self.info = Path(save_dir), callbacks, info
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        state = {
-            "epoch": epoch + 1,
-            "phase": self.phase,
-            **self.info,
-            "callbacks": {name: cb.get_state() for name, cb in self.stateful.items()},
-        }
+        state = {"epoch": epoch + 1, **self.info, "callbacks": callback_states(self.callbacks)}
         save_training_state(self.save_dir, self.model, state)
+
+
+def tensorboard_or_nothing(log_dir: Path) -> keras.callbacks.Callback:
+    if importlib.util.find_spec("tensorboard"):
+        return keras.callbacks.TensorBoard(str(log_dir))
+    print("TensorBoard events are not written: `pip install tensorboard` to get them.")
+    return keras.callbacks.Callback()
+
+
+def shared_callbacks(cfg: Any, save_dir: Path, log_dir: Path,
+                     val_ids: Sequence[str]) -> list[keras.callbacks.Callback]:
+    """The callback instances both phases share, so counters, best value and histories run on
+    across the phase switch as in the original; in the order of `training_callbacks`."""
+    return [
+        NaNGuard(),
+        tensorboard_or_nothing(log_dir),
+        LossHistory(log_dir),
+        WeightsCheckpoint(save_dir / "ep{epoch:03d}-loss{loss:.3f}-val_loss{val_loss:.3f}"
+                                     ".weights.h5", "periodic", period=cfg.save_period),
+        WeightsCheckpoint(save_dir / "last_epoch_weights.weights.h5", "last"),
+        WeightsCheckpoint(save_dir / "best_epoch_weights.weights.h5", "best",
+                          save_best_only=True),
+        EvalCallback(cfg.input_shape, cfg.num_classes, val_ids, cfg.VOCdevkit_path, log_dir,
+                     eval_flag=cfg.eval_flag, period=cfg.eval_period),
+        keras.callbacks.CSVLogger(str(log_dir / "training_log.csv"), append=True),
+    ]
+
+
+def training_callbacks(shared: list[keras.callbacks.Callback], schedule: Any,
+                       state_saver: TrainingStateCheckpoint,
+                       extra: Sequence[keras.callbacks.Callback] = ()
+                       ) -> list[keras.callbacks.Callback]:
+    """One phase's callbacks, in the order Keras runs them at every epoch end:
+
+    1. NaNGuard, first: a non-finite loss raises before anything of the epoch is saved;
+    2. the phase's LearningRateScheduler, which puts learning_rate into the logs;
+    3. TensorBoard, LossHistory, the periodic, last and best checkpoints, the mIoU
+       evaluation and CSVLogger (the shared instances, in that order);
+    4. TrainingStateCheckpoint, which stores what all of them did;
+    5. the caller's extra callbacks.
+    """
+    guard, *rest = shared
+    scheduler = keras.callbacks.LearningRateScheduler(schedule, verbose=1)
+    return [guard, scheduler, *rest, state_saver, *extra]

@@ -1,14 +1,20 @@
-"""Turn a script's editable parameter block plus `--name value` overrides into one config.
+"""A script's editable parameter block plus `--name value` overrides → one read-only config.
 
-The block at the top of each script stays the single source of truth: defaults are the
-block's own statements, run in order (so `Min_lr = Init_lr * 0.01` follows `--Init_lr`), and
-`--help` is generated from the comments written beside or above each assignment.
+The block at the top of each script is the single source: its assignments are the defaults,
+run in order, so a derived default (`Min_lr = Init_lr * 0.01`) follows an override of what it
+derives from. One argparse parser is built from it for every script: a `# ---- Title ----`
+comment line starts a section (its following comment lines, up to a blank line, describe it),
+and the comment beside or directly above an assignment is that parameter's help.
 """
 
+import argparse
 import ast
 import difflib
 import io
+import re
+import shutil
 import sys
+import textwrap
 import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,198 +24,299 @@ from typing import Any
 
 import numpy as np
 
+from utils.errors import UserError
 
-@dataclass
+SECTION = re.compile(r"#\s*-{3,}\s*(?P<title>\w.*?)\s*-*\s*$")
+MAX_HELP_WIDTH = 100
+LITERALS_HELP = ("Values read like the block's Python literals: True/False, numbers, several "
+                 'words for a list (--name_classes bg cat dog), "" for an empty text.')
+
+
+class ConfigError(UserError, ValueError):
+    """An unknown parameter name or a value that does not fit its parameter."""
+
+
+@dataclass(frozen=True)
 class Parameter:
     name: str
-    source: str  # the default as written in the block
+    source: str  # the default as written in the block, on one line
     help: str
+    section: str
+    types: frozenset[str] = frozenset()  # from an annotation such as `video_path: int | str`
+
+
+@dataclass(frozen=True)
+class Block:
+    path: Path
+    description: str
+    parameters: list[Parameter]
+    sections: dict[str, str]  # title -> description
+    statements: list[ast.stmt]
 
 
 class Config(SimpleNamespace):
-    """Attribute access to the resolved parameters, in block order."""
+    """The resolved settings of one run, in block order; read-only, so every part of the run
+    sees the same values. `replace` gives a changed copy."""
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"settings are read-only during a run (tried to set {name}); "
+                             "use cfg.replace(...) for a changed copy")
 
-
-def _comments_by_line(source: str) -> dict[int, str]:
-    comments = {}
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type == tokenize.COMMENT:
-            comments[token.start[0]] = token.string.lstrip("#").strip()
-    return comments
+    def replace(self, **changes: Any) -> "Config":
+        return Config(**{**vars(self), **changes})
 
 
-def _help_for(node: ast.AST, comments: dict[int, str], lines: list[str]) -> str:
-    """The trailing comment of an assignment, else the comment directly above it: a whole box
-    framed by `# ----` rules, or the last comment sentence (its last line plus the lines above
-    that run on into it), so a section's introduction above is left out."""
-    for number in (node.lineno, node.end_lineno):  # beside the first or the last line
-        if number in comments and lines[number - 1].lstrip()[:1] != "#":
-            return comments[number]
-    above, line = [], node.lineno - 1
-
-    def is_rule(number: int) -> bool:
-        return bool(comments[number]) and not comments[number].strip("-=# ")
-
-    boxed = line in comments and is_rule(line)
-    line -= boxed
-    while line in comments and lines[line - 1].lstrip().startswith("#"):
-        text = comments[line].strip("-=# ")
-        if boxed and is_rule(line):
-            break
-        if not boxed and above and text.endswith((".", "!", "?")):
-            break  # a finished sentence above belongs to the section, not this parameter
-        if text:
-            above.insert(0, text)
-        line -= 1
-    return " ".join(above)
+def _comments(source: str) -> dict[int, str]:
+    """Line number -> comment text (without `#`) of every comment in the source."""
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    return {t.start[0]: t.string for t in tokens if t.type == tokenize.COMMENT}
 
 
-def _block_nodes(tree: ast.Module) -> tuple[list[ast.stmt], list[ast.Assign]]:
-    """Module-level imports and simple `name = value` assignments before the first def/class."""
+def _comment_text(comment: str) -> str:
+    return comment.lstrip("#").strip()
+
+
+def _names_in(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _annotation_types(node: ast.AST | None) -> frozenset[str]:
+    return frozenset() if node is None else frozenset(
+        n.id if isinstance(n, ast.Name) else "None" for n in ast.walk(node)
+        if isinstance(n, ast.Name) or (isinstance(n, ast.Constant) and n.value is None))
+
+
+def read_parameter_block(script: str | Path) -> Block:
+    """Parse the parameters of a script: module-level `name = value` lines before the first
+    function or class, with their help and section, and the imports their values need."""
+    path = Path(script)
+    source = path.read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    lines, comments = source.splitlines(), _comments(source)
+    is_comment_line = {n for n in comments if lines[n - 1].lstrip().startswith("#")}
+
     imports, assigns = [], []
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.If)):
             break
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             imports.append(node)
-        elif (isinstance(node, ast.Assign) and len(node.targets) == 1
-              and isinstance(node.targets[0], ast.Name) and not node.targets[0].id.startswith("_")
-              and not node.targets[0].id.isupper()):
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+            else node.target if isinstance(node, ast.AnnAssign) and node.value else None
+        if (isinstance(target, ast.Name) and not target.id.startswith("_")
+                and not target.id.isupper()):
             assigns.append(node)
-    return imports, assigns
+
+    sections, section_at = {}, {}  # title -> description; header line -> title
+    for number in sorted(is_comment_line):
+        match = SECTION.match(comments[number])
+        if match:
+            description, line = [], number + 1
+            while line in is_comment_line and not SECTION.match(comments[line]):
+                description.append(_comment_text(comments[line]))
+                line += 1
+            if line - 1 < len(lines) and lines[line - 1].strip():
+                description = []  # no blank line: those comments are the next parameter's help
+            sections[match["title"]] = " ".join(d for d in description if d)
+            section_at[number] = match["title"]
+
+    def help_for(node: ast.stmt) -> str:
+        for number in range(node.lineno, node.end_lineno + 1):
+            if number in comments and number not in is_comment_line:
+                return _comment_text(comments[number])
+        above, line = [], node.lineno - 1
+        while line in is_comment_line and line not in section_at:
+            above.insert(0, _comment_text(comments[line]))
+            line -= 1
+        return " ".join(text for text in above if text.strip("-=# "))
+
+    def section_of(node: ast.stmt) -> str:
+        headers = [n for n in section_at if n < node.lineno]
+        return section_at[max(headers)] if headers else ""
+
+    parameters = []
+    for node in assigns:
+        target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+        value_source = " ".join(ast.get_source_segment(source, node.value).split())
+        parameters.append(Parameter(target.id, value_source, help_for(node), section_of(node),
+                                    _annotation_types(getattr(node, "annotation", None))))
+    used = set().union(*(_names_in(node.value) for node in assigns)) if assigns else set()
+    needed = [node for node in imports
+              if {(a.asname or a.name).split(".")[0] for a in node.names} & used]
+    return Block(path, ast.get_docstring(tree) or "", parameters, sections, needed + assigns)
 
 
-def read_parameter_block(script: str | Path) -> tuple[list[Parameter], list[ast.stmt]]:
-    """Parse a script's parameter block; returns its parameters and the block's statements."""
-    source = Path(script).read_text(encoding="utf-8")
-    tree = ast.parse(source)
-    comments, lines = _comments_by_line(source), source.splitlines()
-    imports, assigns = _block_nodes(tree)
-    params = [
-        Parameter(node.targets[0].id, ast.get_source_segment(source, node.value),
-                  _help_for(node, comments, lines))
-        for node in assigns
-    ]
-    return params, imports + assigns
-
-
-def parse_value(words: Sequence[str], default: Any) -> Any:
-    """Read command-line words like the block's Python literals, shaped like the default."""
-
-    def one(word: str) -> Any:
-        if word in ('""', "''"):
-            return ""
-        try:
-            return ast.literal_eval(word)
-        except (ValueError, SyntaxError):
+def _coerce(value: Any, like: Any, types: frozenset[str], word: str) -> Any:
+    """`value`, the literal read from `word`, checked against the type of the default `like`
+    (or against the annotated `types`)."""
+    if types:
+        if ("None" if value is None else type(value).__name__) in types:
+            return value
+        if "str" in types:
             return word
+        raise ValueError(f"expected {' or '.join(sorted(types))}, got {word!r}")
+    if isinstance(like, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"expected True or False, got {word!r}")
+        return value
+    if isinstance(like, (int, float, np.number)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number, got {word!r}")
+        # an int default may take a float (weight_decay = 0 -> 1e-4); settings that must be
+        # whole numbers are checked by utils.settings
+        return float(value) if isinstance(like, (float, np.floating)) else value
+    if isinstance(like, str) and not isinstance(value, str):
+        return word
+    return value
 
+
+def _literal(word: str) -> Any:
+    if word in ('""', "''"):
+        return ""
+    try:
+        return ast.literal_eval(word)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return word
+
+
+def parse_value(words: Sequence[str], default: Any, types: frozenset[str] = frozenset()) -> Any:
+    """Read command-line words like the block's Python literals, typed like the default."""
     if isinstance(default, (list, tuple, np.ndarray)):
-        values = [one(w) for w in words]
+        values = [_literal(w) for w in words]
         if len(values) == 1 and isinstance(values[0], (list, tuple)):
-            values = list(values[0])
+            values, words = list(values[0]), [repr(v) for v in values[0]]
+        items = list(default)
+        if items and all(type(i) is type(items[0]) for i in items):
+            values = [_coerce(v, items[0], frozenset(), w) for v, w in zip(values, words,
+                                                                            strict=True)]
         if isinstance(default, np.ndarray):
             return np.asarray(values, dtype=default.dtype)
         return type(default)(values)
     if len(words) != 1:
         raise ValueError(f"expected one value, got {len(words)}: {' '.join(words)}")
-    value = one(words[0])
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ValueError(f"expected True or False, got {words[0]!r}")
-    elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    elif isinstance(default, str) and not isinstance(value, str):
-        value = words[0]
-    return value
+    return _coerce(_literal(words[0]), default, types, words[0])
 
 
-def split_overrides(argv: Sequence[str]) -> dict[str, list[str]]:
-    """`--a 1 --b x y` -> {"a": ["1"], "b": ["x", "y"]}; also accepts `--a=1`."""
-    overrides: dict[str, list[str]] = {}
-    current = None
-    for word in argv:
-        if word.startswith("--") and len(word) > 2 and not word[2].isdigit():
-            name, equals, value = word[2:].partition("=")
-            current = name
-            overrides[current] = [value] if equals else []
-        elif current is None:
-            raise SystemExit(f"error: expected --name value pairs, got {word!r}")
-        else:
-            overrides[current].append(word)
-    return overrides
+def _metavar(default: Any, types: frozenset[str]) -> str:
+    names = {"bool": "{True,False}", "int": "INT", "float": "FLOAT", "str": "TEXT"}
+    if types:
+        return "|".join(names.get(t, t.upper()) for t in sorted(types))
+    if isinstance(default, (list, tuple, np.ndarray)):
+        items = list(default)
+        return _metavar(items[0], frozenset()) if items else "VALUE"
+    if isinstance(default, np.generic):
+        default = default.item()
+    return names.get(type(default).__name__, "VALUE")
 
 
-def format_help(script: str, description: str, params: list[Parameter]) -> str:
-    width = max(len(p.name) for p in params) + 2
-    rows = [f"  --{p.name:<{width}} {p.help}  [default: {' '.join(p.source.split())}]"
-            for p in params]
-    return "\n".join([f"usage: python {script} [--name value ...]", "", description, "",
-                      "Parameters (edit them at the top of the script or override here):", *rows])
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help, at most MAX_HELP_WIDTH wide, keeping paragraph breaks of the text."""
+
+    def __init__(self, prog: str) -> None:
+        width = min(shutil.get_terminal_size((MAX_HELP_WIDTH, 24)).columns, MAX_HELP_WIDTH)
+        super().__init__(prog, max_help_position=30, width=width)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = [" ".join(p.split()) for p in text.split("\n\n")]
+        return "\n\n".join(textwrap.fill(p, width, initial_indent=indent,
+                                         subsequent_indent=indent) for p in paragraphs if p)
 
 
-def load_config(
-    script: str | Path,
-    argv: Sequence[str] | None = None,
-    extra: dict[str, Any] | None = None,
-    extra_help: dict[str, str] | None = None,
-) -> Config:
-    """Run the parameter block of `script` with command-line overrides applied.
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise ConfigError(f"{message} (see python {self.prog} --help)")
 
-    `extra` adds parameters defined elsewhere (e.g. the predictor's `_defaults` for predict.py).
-    Unknown names, malformed values and `--help` exit with a message listing the parameters.
+
+def build_parser(blocks: Sequence[Block], parameters: Sequence[Parameter],
+                 defaults: dict[str, Any]) -> argparse.ArgumentParser:
+    """One argparse parser for the parameters, grouped by section, with type and default."""
+    script = blocks[0].path.name
+    parser = _Parser(prog=script, usage=f"python {script} [--name value ...]",
+                     description=blocks[0].description, formatter_class=_Formatter,
+                     epilog=f"Edit the parameters at the top of {script} or override them here. "
+                            + LITERALS_HELP, allow_abbrev=False)
+    groups: dict[tuple[Path, str], argparse._ArgumentGroup] = {}
+    for block in blocks:
+        for parameter in (p for p in parameters if p in block.parameters):
+            key = (block.path, parameter.section)
+            if key not in groups:
+                title = parameter.section or "Parameters"
+                if block is not blocks[0]:
+                    title = f"{title} ({block.path.name})"
+                groups[key] = parser.add_argument_group(title,
+                                                        block.sections.get(parameter.section))
+            default = defaults[parameter.name]
+            listed = isinstance(default, (list, tuple, np.ndarray))
+            groups[key].add_argument(
+                f"--{parameter.name}", dest=parameter.name, default=argparse.SUPPRESS,
+                nargs="+" if listed else "?" if isinstance(default, bool) else None,
+                const="True" if isinstance(default, bool) else None,
+                metavar=_metavar(default, parameter.types),
+                help=f"{parameter.help} (default: {parameter.source})".strip().replace("%", "%%"))
+    return parser
+
+
+def _unknown_error(extras: Sequence[str], valid: Sequence[str]) -> ConfigError:
+    word = extras[0]
+    if not word.startswith("--"):
+        return ConfigError(f"unexpected value {word!r}: give --name value pairs; only a "
+                           "parameter whose default is a list takes several values")
+    name = word[2:].partition("=")[0]
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" Did you mean --{close[0]}?" if close else ""
+    names = textwrap.fill(", ".join(f"--{v}" for v in valid), MAX_HELP_WIDTH - 2,
+                          subsequent_indent="  ")
+    return ConfigError(f"unknown parameter --{name}.{hint}\nValid parameters: {names}")
+
+
+def _resolve(blocks: Sequence[Block], overrides: dict[str, list[str]],
+             types: dict[str, frozenset[str]]) -> dict[str, Any]:
+    """Run the blocks in order, each override replacing its assignment's value."""
+    resolved: dict[str, Any] = {}
+    for block in blocks:
+        namespace: dict[str, Any] = {"__file__": str(block.path)}
+        for statement in block.statements:
+            exec(compile(ast.Module([statement], []), str(block.path), "exec"), namespace)
+            if not isinstance(statement, (ast.Assign, ast.AnnAssign)):
+                continue
+            target = statement.targets[0] if isinstance(statement, ast.Assign) \
+                else statement.target
+            name = target.id
+            if name in resolved:  # an earlier block (the script's own) defines it: that wins
+                namespace[name] = resolved[name]
+                continue
+            if name in overrides:
+                try:
+                    namespace[name] = parse_value(overrides[name], namespace[name], types[name])
+                except ValueError as error:
+                    raise ConfigError(f"--{name}: {error} (default is "
+                                      f"{namespace[name]!r})") from None
+            resolved[name] = namespace[name]
+    return resolved
+
+
+def load_config(script: str | Path, argv: Sequence[str] | None = None,
+                include: Sequence[str | Path] = ()) -> Config:
+    """The settings of `script`: its parameter block (plus those of `include`, e.g. unet.py's
+    predictor settings for predict.py) with the command-line overrides applied.
+
+    `--help` prints the parameters and exits; unknown names and values that do not fit raise
+    ConfigError, naming the valid parameters or the expected value.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    script = Path(script)
-    params, statements = read_parameter_block(script)
-    extra = dict(extra or {})
-    params += [Parameter(k, repr(v), (extra_help or {}).get(k, "")) for k, v in extra.items()
-               if k not in {p.name for p in params}]
-    description = (ast.get_docstring(ast.parse(script.read_text(encoding="utf-8"))) or "")
-    if "-h" in argv or "--help" in argv:
-        print(format_help(script.name, description, params))
-        raise SystemExit(0)
-
-    valid = [p.name for p in params]
-    overrides = split_overrides(argv)
-    for name in overrides:
-        if name not in valid:
-            close = difflib.get_close_matches(name, valid, n=1)
-            hint = f" Did you mean --{close[0]}?" if close else ""
-            raise SystemExit(f"error: unknown parameter --{name}.{hint}\n"
-                             f"Valid parameters: {', '.join('--' + v for v in valid)}")
-
-    namespace: dict[str, Any] = {"__file__": str(script)}
-    resolved: dict[str, Any] = {}
-
-    def override(name: str, default: Any) -> Any:
-        if name not in overrides:
-            return default
-        try:
-            return parse_value(overrides[name], default)
-        except ValueError as error:
-            raise SystemExit(f"error: --{name}: {error} (default is {default!r})") from None
-
-    for statement in statements:
-        exec(compile(ast.Module([statement], []), str(script), "exec"), namespace)
-        if isinstance(statement, ast.Assign):
-            name = statement.targets[0].id
-            namespace[name] = resolved[name] = override(name, namespace[name])
-    for name, default in extra.items():
-        resolved.setdefault(name, override(name, default))
-    return Config(**resolved)
-
-
-def read_dict_help(script: str | Path, dict_name: str) -> dict[str, str]:
-    """Trailing comments of the keys of a dict literal `dict_name = {...}` (e.g. `_defaults`)."""
-    source = Path(script).read_text(encoding="utf-8")
-    comments, lines = _comments_by_line(source), source.splitlines()
-    for node in ast.walk(ast.parse(source)):
-        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
-                and any(isinstance(t, ast.Name) and t.id == dict_name for t in node.targets)):
-            return {key.value: _help_for(key, comments, lines) for key in node.value.keys
-                    if isinstance(key, ast.Constant)}
-    return {}
+    blocks = [read_parameter_block(script),
+              *(read_parameter_block(Path(script).with_name(str(p))) for p in include)]
+    parameters, seen = [], set()
+    for block in blocks:
+        for parameter in block.parameters:
+            if parameter.name not in seen:
+                seen.add(parameter.name)
+                parameters.append(parameter)
+    types = {p.name: p.types for p in parameters}
+    parser = build_parser(blocks, parameters, _resolve(blocks, {}, types))
+    given, extras = parser.parse_known_args(argv)
+    if extras:
+        raise _unknown_error(extras, [p.name for p in parameters])
+    overrides = {name: words if isinstance(words, list) else [words]
+                 for name, words in vars(given).items()}
+    return Config(**_resolve(blocks, overrides, types))

@@ -1,4 +1,4 @@
-"""A small synthetic VOC-format dataset for the demo: `python -m utils.demo_data`.
+"""A small synthetic VOC-format dataset for the demo: `python -m utils.demo_data [--name value]`.
 
 Three object classes (1 circle, 2 square, 3 triangle) of random size, rotation, texture and
 colour on cluttered, muted backgrounds; labels are VOC-palette "P" PNGs with a 255 (ignore)
@@ -9,7 +9,6 @@ bluish, +-45 degrees): with fully random colours (`--random_colours`) a small U-
 more than the demo's few CPU minutes to learn the shapes alone.
 """
 
-import argparse
 import colorsys
 import re
 from pathlib import Path
@@ -18,7 +17,19 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from utils.dataset_audit import IGNORE_VALUE, image_dir, label_dir, save_label
+from utils.dataset import IGNORE_VALUE, VOCLayout, save_label
+
+# ---- Demo dataset ------------------------------------------------------------------------------
+# The VOCdevkit folder to write into.
+out = "VOCdevkit"
+# How many images and labels to write.
+num_images = 300
+# Where the sample pictures go.
+img_dir = "img"
+# The same seed always gives the same files.
+seed = 0
+# Any hue for any class: shape is the only cue (much slower to learn).
+random_colours = False
 
 CLASSES = ("background", "circle", "square", "triangle")
 IMAGE_SIZE = (160, 120)  # (w, h)
@@ -98,7 +109,7 @@ def _texture(rng: np.random.Generator, w: int, h: int, avoid: np.ndarray,
 
 
 def make_scene(
-    rng: np.random.Generator, size: tuple[int, int] = IMAGE_SIZE, class_hues: bool = True
+    rng: np.random.Generator, size: tuple[int, int] = IMAGE_SIZE, *, class_hues: bool = True
 ):
     """One RGB image (uint8, h x w x 3) with 1-3 objects of different classes, and its label."""
     w, h = size
@@ -123,10 +134,12 @@ def write_demo_dataset(
     num_images: int = 300,
     img_dir: str | Path = "img",
     seed: int = 0,
+    *,
     class_hues: bool = True,
 ) -> str:
     """Write the images, labels and sample pictures; returns a one-line summary."""
-    images, labels = image_dir(out), label_dir(out)
+    layout = VOCLayout(Path(out))
+    images, labels = layout.image_dir, layout.label_dir
     images.mkdir(parents=True, exist_ok=True)
     labels.mkdir(parents=True, exist_ok=True)
     for stale in [*images.iterdir(), *labels.iterdir()]:
@@ -142,7 +155,8 @@ def write_demo_dataset(
     for index in range(1, 5):
         image, _ = make_scene(np.random.default_rng([seed, 10**6 + index]), class_hues=class_hues)
         Image.fromarray(image).save(img_dir / f"demo_{index}.jpg", quality=95)
-    image, _ = make_scene(np.random.default_rng([seed, 2 * 10**6]), LARGE_SIZE, class_hues)
+    image, _ = make_scene(np.random.default_rng([seed, 2 * 10**6]), LARGE_SIZE,
+                          class_hues=class_hues)
     Image.fromarray(image).save(img_dir / "demo_large.jpg", quality=95)
     return (f"Wrote {num_images} demo images ({IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}) and labels "
             f"(1 circle, 2 square, 3 triangle, 255 borders; num_classes = 4) to "
@@ -150,18 +164,15 @@ def write_demo_dataset(
             f"({LARGE_SIZE[0]}x{LARGE_SIZE[1]}) to {img_dir}/.")
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="VOCdevkit", help="the VOCdevkit folder to write into")
-    parser.add_argument("--num_images", type=int, default=300)
-    parser.add_argument("--img_dir", default="img", help="where the sample pictures go")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--random_colours", action="store_true",
-                        help="any hue for any class: shape is the only cue (much slower to learn)")
-    args = parser.parse_args(argv)
-    print(write_demo_dataset(args.out, args.num_images, args.img_dir, args.seed,
-                             class_hues=not args.random_colours))
+def main(argv: list[str] | None = None) -> None:
+    from utils.config import load_config
+
+    cfg = load_config(__file__, argv)
+    print(write_demo_dataset(cfg.out, cfg.num_images, cfg.img_dir, cfg.seed,
+                             class_hues=not cfg.random_colours))
 
 
 if __name__ == "__main__":
-    main()
+    from utils.cli import run
+
+    run(main)

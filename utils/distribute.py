@@ -14,12 +14,12 @@ from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
 
-import keras
 import tensorflow as tf
-from keras.src.backend.tensorflow import trainer as keras_tf_trainer
+
+from utils.errors import UserError
 
 
-class DistributeError(ValueError):
+class DistributeError(UserError, ValueError):
     """TF_CONFIG, train_gpu or a batch size that cannot work on this cluster; says the fix."""
 
 
@@ -72,6 +72,8 @@ def select_strategy(train_gpu: Sequence[int]) -> tf.distribute.Strategy:
         task = tf_config["task"]
         workers = sum(len(v) for k, v in tf_config["cluster"].items() if k in ("chief", "worker"))
         print(f"TF_CONFIG: {task['type']} {task['index']} of {workers} workers.")
+        from utils.keras_patches import patch_keras_for_multi_worker
+
         patch_keras_for_multi_worker()
         return tf.distribute.MultiWorkerMirroredStrategy()
     if gpus and len(train_gpu) > 1:
@@ -79,50 +81,8 @@ def select_strategy(train_gpu: Sequence[int]) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def _in_multi_worker_mode(strategy: tf.distribute.Strategy) -> bool:
+def in_multi_worker_mode(strategy: tf.distribute.Strategy) -> bool:
     return bool(strategy.extended._in_multi_worker_mode())  # noqa: SLF001 - no public API
-
-
-def patch_keras_for_multi_worker() -> None:
-    """Make `Model.fit` work under MultiWorkerMirroredStrategy (keras-team/keras#20585).
-
-    Keras 3's TensorFlow trainer all-reduces the first input batch (a tuple, which the
-    collective strategy cannot reduce) just to learn its shapes, and all-reduces the per-step
-    logs with `axis=0` although they are scalars. Both break any `fit` on several workers; here
-    the shapes come from the local batch and the logs are averaged over replicas. Other
-    strategies keep Keras' own code.
-    """
-    trainer = keras_tf_trainer.TensorFlowTrainer
-    if getattr(trainer, "_unet_multi_worker_patch", False):
-        return
-    symbolic_build = trainer._maybe_symbolic_build
-    reduce_per_replica = keras_tf_trainer.reduce_per_replica
-
-    def local_values(strategy, values):
-        return keras.tree.map_structure(
-            lambda v: strategy.experimental_local_results(v)[0]
-            if isinstance(v, tf.distribute.DistributedValues) else v, values)
-
-    def maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = self._distribute_strategy
-        if strategy is None or not _in_multi_worker_mode(strategy) or iterator is None:
-            return symbolic_build(self, iterator=iterator, data_batch=data_batch)
-        for _, _, batches in iterator:
-            data_batch = local_values(strategy, next(batches))
-            break
-        with strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
-    def reduce_logs(values, strategy, reduction="auto"):
-        if reduction in ("auto", "mean") and _in_multi_worker_mode(strategy):
-            return keras.tree.map_structure(
-                lambda v: strategy.reduce("MEAN", v, axis=None)
-                if isinstance(v, tf.distribute.DistributedValues) else v, values)
-        return reduce_per_replica(values, strategy, reduction)
-
-    trainer._maybe_symbolic_build = maybe_symbolic_build
-    keras_tf_trainer.reduce_per_replica = reduce_logs
-    trainer._unet_multi_worker_patch = True
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -164,7 +124,7 @@ def check_batch_sizes(strategy: tf.distribute.Strategy, batch_sizes: dict[str, i
 
 def check_same_start(strategy: tf.distribute.Strategy, start_epoch: int) -> None:
     """All workers must start from the same epoch, else their collective steps never match."""
-    if _in_multi_worker_mode(strategy):
+    if in_multi_worker_mode(strategy):
         value = tf.constant([start_epoch], tf.int64)
         starts = strategy.gather(strategy.run(lambda: value), axis=0).numpy()
         if starts.min() != starts.max():

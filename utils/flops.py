@@ -1,4 +1,5 @@
-"""FLOPs of a Keras model, counted the way the original's `net_flops` does (SPEC §8)."""
+"""FLOPs of a Keras model, counted the way the original's `net_flops` does: convolutions and
+batch norm only, x2 for multiply plus add."""
 
 import math
 

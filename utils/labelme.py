@@ -1,4 +1,5 @@
-"""labelme JSON -> VOC image + palette label, rasterised with PIL (no labelme needed, D20).
+"""labelme JSON -> VOC image + palette label, rasterised with PIL: labelme is not needed, and
+its changing return types across versions do not matter.
 
 Shapes are drawn in file order, later ones over earlier ones, with labelme's own rules
 (lines and line strips 10 px wide, points as discs of radius 5).
@@ -14,11 +15,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from utils.dataset_audit import save_label
+from utils.dataset import save_label
+from utils.errors import UserError
 from utils.utils import cvtColor, read_image
 
 LINE_WIDTH = 10
 POINT_RADIUS = 5
+
+
+class LabelmeError(UserError, ValueError):
+    """A labelme file that cannot be converted; the message names it."""
 
 
 def shape_mask(size: tuple[int, int], points: Sequence, shape_type: str | None) -> np.ndarray:
@@ -55,10 +61,10 @@ def _load_image(data: dict, json_file: Path) -> Image.Image:
             image = Image.open(io.BytesIO(base64.b64decode(data["imageData"])))
             image.load()
         except (UnidentifiedImageError, OSError, ValueError) as error:
-            raise ValueError(f"{json_file}: imageData cannot be decoded ({error}).") from error
+            raise LabelmeError(f"{json_file}: imageData cannot be decoded ({error}).") from error
         return cvtColor(image)
     if not data.get("imagePath"):
-        raise ValueError(f"{json_file}: has neither imageData nor imagePath.")
+        raise LabelmeError(f"{json_file}: has neither imageData nor imagePath.")
     return cvtColor(read_image(json_file.parent / data["imagePath"]))
 
 
@@ -70,18 +76,18 @@ def labelme_to_label(
     try:
         data = json.loads(json_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{json_file}: not a valid labelme JSON file ({error}).") from error
+        raise LabelmeError(f"{json_file}: not a valid labelme JSON file ({error}).") from error
     image = _load_image(data, json_file)
     label = np.zeros((image.height, image.width), np.uint8)
     for shape in data.get("shapes", []):
         name = shape["label"]
         if name not in classes:
-            raise ValueError(f"{json_file}: class {name!r} is not in `classes`; add it there. "
+            raise LabelmeError(f"{json_file}: class {name!r} is not in `classes`; add it there. "
                              f"Known classes: {', '.join(classes)}.")
         try:
             mask = shape_mask(image.size, shape["points"], shape.get("shape_type"))
         except (ValueError, IndexError) as error:
-            raise ValueError(f"{json_file}: shape {name!r}: {error}") from error
+            raise LabelmeError(f"{json_file}: shape {name!r}: {error}") from error
         label[mask] = list(classes).index(name)
     return image, label
 
@@ -92,7 +98,7 @@ def convert_folder(
     """Convert every `*.json` in `json_path`; returns the stems written."""
     json_files = sorted(Path(json_path).glob("*.json"))
     if not json_files:
-        raise ValueError(f"No .json files found in {json_path}.")
+        raise LabelmeError(f"No .json files found in {json_path}.")
     Path(jpgs_path).mkdir(parents=True, exist_ok=True)
     Path(pngs_path).mkdir(parents=True, exist_ok=True)
     stems = []

@@ -1,9 +1,9 @@
-"""Segmentation losses and the `f_score` training metric (SPEC §5, §6).
+"""Segmentation losses and the `f_score` training metric, written with keras.ops.
 
 Every function takes `y_true` one-hot `(B, H, W, C + 1)`, whose last channel marks ignored
 pixels (label 255 or any value >= C), and `y_pred` softmax probabilities `(B, H, W, C)`.
-Unlike the original, ignored pixels neither dilute CE/focal (D2) nor add false positives to
-dice/f_score (D3); with no ignored pixels the values are identical to the original's.
+Unlike the original, ignored pixels neither dilute CE/focal (they are left out of the mean) nor
+add false positives to dice/f_score; with no ignored pixels the values equal the original's.
 
 On several replicas (tf.distribute) each replica returns its share of the loss of the whole
 global batch: the valid-pixel count and the dice statistics are summed over replicas first, so
@@ -48,12 +48,12 @@ def _sum_over_replicas(value):
 
 
 def _mean_over_valid(pixel_loss, ignore):
-    """Averages a per-pixel loss over the non-ignored pixels only (fix D2)."""
+    """Averages a per-pixel loss over the non-ignored pixels only."""
     valid_count = _sum_over_replicas(ops.stop_gradient(ops.sum(1.0 - ignore)))
     return ops.sum(pixel_loss * (1.0 - ignore)) / ops.maximum(valid_count, 1.0)
 
 
-def _f_beta(y, y_pred, beta: float, smooth: float, over_replicas: bool = False):
+def _f_beta(y, y_pred, beta: float, smooth: float, *, over_replicas: bool = False):
     """Per-class F-beta score summed over batch and space; `y_pred` already masked."""
     tp = ops.sum(y * y_pred, axis=[0, 1, 2])
     stats = ops.stack([tp, ops.sum(y_pred, axis=[0, 1, 2]), ops.sum(y, axis=[0, 1, 2])])
@@ -65,7 +65,7 @@ def _f_beta(y, y_pred, beta: float, smooth: float, over_replicas: bool = False):
 
 
 def _soft_dice(y, ignore, y_pred, beta: float, smooth: float):
-    """1 - mean soft F-beta over classes, with ignored pixels masked out of y_pred (fix D3)."""
+    """1 - mean soft F-beta over classes, with ignored pixels masked out of y_pred."""
     y_pred = y_pred * (1.0 - ignore)[..., None]
     dice = 1.0 - ops.mean(_f_beta(y, y_pred, beta, smooth, over_replicas=True))
     context = _replica_context()
@@ -147,7 +147,7 @@ def dice_loss_with_Focal_Loss(
     return loss
 
 
-def build_loss(cls_weights: Sequence[float], dice_loss: bool, focal_loss: bool) -> LossFn:
+def build_loss(cls_weights: Sequence[float], *, dice_loss: bool, focal_loss: bool) -> LossFn:
     """Picks the training loss from the two flags, as the original `train.py` does."""
     if focal_loss and dice_loss:
         return dice_loss_with_Focal_Loss(cls_weights)

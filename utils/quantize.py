@@ -22,11 +22,9 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from tqdm import tqdm
 
-from utils.dataloader import read_split
-from utils.dataset_audit import SPLITS_DIR, DatasetError, find_image
+from nets.unet import HEAD_NAME
+from utils.dataset import DatasetError, VOCLayout, as_layout
 from utils.utils import cvtColor, preprocess_input, read_image, resize_image
-
-HEAD_LAYER = "final_conv"  # the Keras name of the head, kept in the ONNX node names
 
 
 class LetterboxCalibrationReader(CalibrationDataReader):
@@ -46,24 +44,22 @@ class LetterboxCalibrationReader(CalibrationDataReader):
         return {self.input_name: preprocess_input(np.asarray(boxed, np.float32))[None]}
 
 
-def calibration_files(dataset_path: str | Path, count: int, split: str = "val") -> list[Path]:
-    """Up to `count` images spread evenly over a split of the VOC dataset."""
-    ids = read_split(Path(dataset_path) / SPLITS_DIR / f"{split}.txt")
+def calibration_files(dataset: str | Path | VOCLayout, count: int,
+                      split: str = "val") -> list[Path]:
+    """Up to `count` images spread evenly over a split of the dataset."""
+    layout = as_layout(dataset)
+    ids = layout.read_split(split)
     if not ids:
-        raise DatasetError(f"{Path(dataset_path) / SPLITS_DIR / f'{split}.txt'} is empty: "
-                           "int8 calibration needs images from it.")
+        raise DatasetError(f"{layout.split_file(split)} is empty: int8 calibration needs images "
+                           "from it.")
     chosen = [ids[i] for i in np.linspace(0, len(ids) - 1, min(count, len(ids))).astype(int)]
-    paths = [find_image(dataset_path, image_id) for image_id in chosen]
-    missing = [i for i, p in zip(chosen, paths, strict=True) if p is None]
-    if missing:
-        raise DatasetError(f"No image for the {split} ids {missing[:5]} in "
-                           f"{Path(dataset_path) / 'VOC2007' / 'JPEGImages'}.")
-    return paths
+    return [layout.image_path(image_id) for image_id in chosen]
 
 
-def head_nodes(model: onnx.ModelProto, head_layer: str = HEAD_LAYER) -> list[str]:
-    """Names of the ONNX nodes exported from the head layer (its conv and softmax)."""
-    return [node.name for node in model.graph.node if f"/{head_layer}" in node.name]
+def head_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the ONNX nodes exported from the head layer (its conv and softmax): the Keras
+    layer name is kept in the node names."""
+    return [node.name for node in model.graph.node if f"/{HEAD_NAME}" in node.name]
 
 
 def quantize_int8(
@@ -71,6 +67,7 @@ def quantize_int8(
     int8_path: str | Path,
     image_paths: Iterable[str | Path],
     input_shape: Sequence[int],
+    *,
     per_channel: bool = True,
 ) -> Path:
     """Write a statically quantized copy of the float32 model `fp32_path` to `int8_path`."""

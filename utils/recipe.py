@@ -12,7 +12,7 @@ from utils.schedules import fit_learning_rates, make_optimizer
 
 def apply_weight_decay(model: keras.Model, weight_decay: float) -> None:
     """L2 on every conv kernel, set on the built variables: Keras 3 ignores the original's
-    `add_loss` outside `call` (D9). Keras adds it to the loss for trainable kernels only."""
+    `add_loss` outside `call`. Keras adds it to the loss for trainable kernels only."""
     if weight_decay <= 0:
         return
     for layer in model.layers:
@@ -21,14 +21,15 @@ def apply_weight_decay(model: keras.Model, weight_decay: float) -> None:
 
 
 def compile_for_training(
-    model: keras.Model, cfg: Any, batch_size: int, jit_compile: bool | str = "auto"
+    model: keras.Model, cfg: Any, batch_size: int, *, jit_compile: bool | str = "auto"
 ) -> tuple[float, float]:
     """Compile with a new optimizer whose LR is scaled to `batch_size` (the original's rule);
     returns that phase's (Init_lr, Min_lr) for its schedule."""
     init_lr, min_lr = fit_learning_rates(batch_size, cfg.Init_lr, cfg.Min_lr, cfg.optimizer_type)
     model.compile(
         optimizer=make_optimizer(cfg.optimizer_type, init_lr, cfg.momentum),
-        loss=build_loss(np.asarray(cfg.cls_weights, np.float32), cfg.dice_loss, cfg.focal_loss),
+        loss=build_loss(np.asarray(cfg.cls_weights, np.float32), dice_loss=cfg.dice_loss,
+                        focal_loss=cfg.focal_loss),
         metrics=[f_score()],
         jit_compile=jit_compile,
     )

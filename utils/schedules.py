@@ -1,4 +1,4 @@
-"""Learning-rate scaling, per-epoch schedules and optimizers (SPEC §5, §10 items 5-6)."""
+"""Learning-rate scaling by batch size, the per-epoch cos/step schedules, and the optimizers."""
 
 import dataclasses
 import math
@@ -13,7 +13,7 @@ LR_DECAY_TYPES = ("cos", "step")
 _LR_LIMITS = {"adam": (1e-4, 1e-4), "sgd": (5e-4, 1e-1)}
 
 
-def _check_optimizer_type(optimizer_type: str) -> None:
+def check_optimizer_type(optimizer_type: str) -> None:
     if optimizer_type not in OPTIMIZER_TYPES:
         raise ValueError(
             f"Unknown optimizer_type {optimizer_type!r}; expected one of {OPTIMIZER_TYPES}."
@@ -31,7 +31,7 @@ def fit_learning_rates(
 
     As in the original, this pins Adam to 1e-4 / 1e-6 whatever `Init_lr` is.
     """
-    _check_optimizer_type(optimizer_type)
+    check_optimizer_type(optimizer_type)
     lr_min, lr_max = _LR_LIMITS[optimizer_type]
     init_lr_fit = _clamp(batch_size / nbs * Init_lr, lr_min, lr_max)
     min_lr_fit = _clamp(batch_size / nbs * Min_lr, lr_min * 1e-2, lr_max * 1e-2)
@@ -118,7 +118,7 @@ def make_optimizer(
     optimizer_type: str, learning_rate: float, momentum: float
 ) -> keras.optimizers.Optimizer:
     """Builds Adam (momentum as beta_1) or Nesterov SGD, as the original trainer does."""
-    _check_optimizer_type(optimizer_type)
+    check_optimizer_type(optimizer_type)
     if optimizer_type == "adam":
         return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=momentum)
     return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, nesterov=True)

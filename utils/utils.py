@@ -6,11 +6,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from utils.errors import UserError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 GRAY = (128, 128, 128)
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError, ValueError):
     """An image or label file that cannot be read; the message names the file."""
 
 

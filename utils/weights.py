@@ -5,7 +5,7 @@ Three kinds of HDF5 files reach `load_weights`:
   or the Caffe-style names of the published ResNet50 file (`conv1`, `bn_conv1`, `res2a_branch2a`);
 * checkpoints of the original repository (`save_weights` in Keras 2): named backbone layers, but
   auto-named decoder convs (`conv2d`, `conv2d_1`, ... in tf.keras; `conv2d_1`, ... in standalone
-  Keras 2.1.5) that are mapped onto our fixed decoder names by build order (SPEC D10);
+  Keras 2.1.5) that are mapped onto our fixed decoder names by build order;
 * our own `.weights.h5` files, which Keras 3 keys by layer class and position, not by name.
 
 Every file is first turned into a plan (model layer -> file layer) from weight shapes alone, so
@@ -22,7 +22,8 @@ from pathlib import Path
 import h5py
 import keras
 
-from nets.unet import HEAD_NAME, decoder_conv_names
+from nets.unet import HEAD_NAME, check_backbone, decoder_conv_names
+from utils.errors import MissingFileError, UserError
 
 IMAGENET_WEIGHTS = {
     "vgg": (
@@ -37,6 +38,14 @@ IMAGENET_WEIGHTS = {
 CAFFE_RESNET_NAME = re.compile(r"(res|bn)(\d)([a-f])_branch(1|2a|2b|2c)")
 CAFFE_BRANCHES = {"1": "0", "2a": "1", "2b": "2", "2c": "3"}
 AUTO_CONV_NAME = re.compile(r"conv2d(?:_(\d+))?")
+
+
+class WeightsError(UserError, ValueError):
+    """A weights file that cannot be read or does not fit the model; says what to use."""
+
+
+class CheckpointWriteError(UserError, OSError):
+    """A checkpoint could not be written (disk full, folder removed); the previous one is kept."""
 
 
 @dataclass
@@ -221,13 +230,13 @@ def _file_backbone(entries: list[_FileLayer]) -> str:
 def _raise_if_strict(report: LoadReport, model: keras.Model) -> None:
     head_classes = model.get_layer(HEAD_NAME).weights[0].shape[-1]
     if report.source_classes is not None and report.source_classes != head_classes:
-        raise ValueError(
+        raise WeightsError(
             f"{report.path}: checkpoint head has {report.source_classes} classes, model has "
             f"{head_classes}: set num_classes = {report.source_classes}, or use weights trained "
             f"with {head_classes} classes."
         )
     if report.skipped:
-        raise ValueError(
+        raise WeightsError(
             f"{report.path} does not fit the model (prediction needs every layer):\n"
             + "\n".join(report.skipped_lines()) + "\n"
             "Use a full checkpoint trained with the same backbone and num_classes "
@@ -235,20 +244,25 @@ def _raise_if_strict(report: LoadReport, model: keras.Model) -> None:
         )
 
 
-def load_weights(model: keras.Model, path: str | Path, backbone: str,
+def check_weights_file(path: str | Path) -> Path:
+    """The path of an existing weights file, else a MissingFileError saying where files are."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(
+            f"model_path = {str(path)!r} does not exist. Checkpoints are written to logs/ during "
+            "training and downloaded weights go to model_data/; set model_path to an existing "
+            "file, or to \"\" to start from random weights.")
+    return path
+
+
+def load_weights(model: keras.Model, path: str | Path, backbone: str, *,
                  strict: bool = False) -> LoadReport:
     """Load any supported HDF5 weight file into `model` and print what was loaded and skipped.
 
     `strict=False` (training) skips layers whose shapes differ, e.g. a head with another class
     count; `strict=True` (prediction) raises on any layer that is missing or does not fit.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Weights file {path} not found. Checkpoints are written to logs/ during training; "
-            "downloaded weights go to model_data/. Set model_path to an existing file, or to \"\" "
-            "to start from random weights."
-        )
+    path = check_weights_file(path)
     report = LoadReport(str(path), total=sum(1 for layer in model.layers if layer.weights))
     try:
         with h5py.File(path, "r") as f:
@@ -262,19 +276,19 @@ def load_weights(model: keras.Model, path: str | Path, backbone: str,
                 entries, keras3 = _read_keras3(f, model), True
                 report.notes.append("Keras 3 .weights.h5 file")
             else:
-                raise ValueError(f"{path}: HDF5 file without Keras weights (no layer_names "
-                                 "attribute, no layers group); is it a weights file?")
+                raise WeightsError(f"{path}: HDF5 file without Keras weights (no layer_names "
+                                   "attribute, no layers group); is it a weights file?")
 
             source = _file_backbone(entries)
             if entries and source != backbone:
-                raise ValueError(f"{path} holds {source} weights but backbone = '{backbone}'; "
-                                 f"set backbone = '{source}' or use {backbone} weights.")
+                raise WeightsError(f"{path} holds {source} weights but backbone = '{backbone}'; "
+                                   f"set backbone = '{source}' or use {backbone} weights.")
             weighted, pairs = _plan(model, entries, backbone, report)
             ready = _check_shapes(weighted, pairs, report)
             if strict:
                 _raise_if_strict(report, model)
             if not ready:
-                raise ValueError(f"{path}: no layer of the file fits the model.\n{report}")
+                raise WeightsError(f"{path}: no layer of the file fits the model.\n{report}")
 
             report.loaded = list(ready)
             if keras3 and not report.skipped:
@@ -283,16 +297,12 @@ def load_weights(model: keras.Model, path: str | Path, backbone: str,
                 for name, entry in ready.items():
                     weighted[name].set_weights([f[p][()] for p in entry.paths])
     except (OSError, KeyError) as error:
-        raise ValueError(
+        raise WeightsError(
             f"{path} cannot be read as an HDF5 weights file ({error}); it is truncated or not a "
             "weights file: download or copy it again."
         ) from error
     print(report)
     return report
-
-
-class CheckpointWriteError(OSError):
-    """A checkpoint could not be written (disk full, folder removed); the previous one is kept."""
 
 
 def save_weights_atomic(model: keras.Model, path: str | Path) -> None:
@@ -318,8 +328,7 @@ def save_weights_atomic(model: keras.Model, path: str | Path) -> None:
 
 def download_weights(backbone: str, model_dir: str | Path = "model_data") -> str:
     """Local path of the ImageNet "notop" backbone file, downloaded into `model_dir` if missing."""
-    if backbone not in IMAGENET_WEIGHTS:
-        raise ValueError(f"Unsupported backbone - `{backbone}`, Use vgg, resnet50.")
+    check_backbone(backbone)
     fname, base_url = IMAGENET_WEIGHTS[backbone]
     model_dir = Path(model_dir).resolve()
     model_dir.mkdir(parents=True, exist_ok=True)  # get_file falls back to /tmp if it is missing

@@ -1,0 +1,40 @@
+"""benchmark.py's settings checked, and its automatic values filled in for the CPU or GPU run."""
+
+from utils.config import Config
+from utils.settings import BENCHMARK_SECTIONS, check_settings
+
+# Slow or emulated backends left out by --quick.
+NOT_QUICK = ("tf_bf16", "tf_fp32_live")
+
+
+def default_sections(cfg: Config) -> list[str]:
+    """--pipeline or --strategy alone; else every section but strategy, and accuracy only with
+    trained weights and a dataset."""
+    if cfg.pipeline:
+        return ["pipeline"]
+    if cfg.strategy:
+        return ["strategy"]
+    scored = bool(cfg.model_path and cfg.VOCdevkit_path)
+    return [s for s in BENCHMARK_SECTIONS if s != "strategy" and (s != "accuracy" or scored)]
+
+
+def resolve(cfg: Config) -> Config:
+    """The settings of the run: the choices checked, the automatic values decided."""
+    check_settings(cfg)
+    quick = cfg.quick
+    if cfg.device == "gpu":
+        budget = (150 if quick else 400) if cfg.time_budget < 0 else cfg.time_budget
+        return cfg.replace(
+            size=cfg.size or [512], repeats=cfg.repeats or (3 if quick else 10),
+            train_repeats=cfg.train_repeats or (3 if quick else 5), time_budget=budget,
+            json=cfg.json or "benchmark_gpu.json", md=cfg.md or "benchmark_gpu.md")
+    sections = cfg.sections or default_sections(cfg)
+    size = cfg.size or ([256] if quick else [512, 256])
+    backends = cfg.backends
+    if quick:
+        backends = [b for b in backends if b not in NOT_QUICK] or backends
+    return cfg.replace(
+        sections=sections, size=size, backends=backends, eval_shape=cfg.eval_shape or [size[0]] * 2,
+        repeats=cfg.repeats or (2 if quick else 5),
+        train_repeats=cfg.train_repeats or (2 if quick else 3),
+        json=cfg.json or "benchmark.json", md=cfg.md or "benchmark.md")

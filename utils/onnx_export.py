@@ -1,0 +1,133 @@
+"""ONNX: export the U-Net for onnxruntime, and run an exported model as a predictor forward.
+
+Input `images` and output `output` are NHWC float32 like the Keras model, with probabilities
+(the softmax is part of the graph), so the predictor's pre- and post-processing stay the same.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from utils.errors import MissingFileError, UserError
+from utils.predictor import Forward
+
+# An exported model may differ from Keras by float rounding only.
+MAX_EXPORT_DIFFERENCE = 1e-4
+
+
+class OnnxModelError(UserError, ValueError):
+    """An ONNX model that does not fit the settings, or a model that cannot be exported."""
+
+
+def onnx_forward(onnx_path: str | Path, input_shape: Sequence[int]) -> Forward:
+    """An ONNX Runtime session as a forward callable; checks it was exported for `input_shape`."""
+    import onnxruntime
+
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise MissingFileError(
+            f"{onnx_path}: ONNX model not found; export one first with "
+            "`python predict.py --mode export_onnx`."
+        )
+    session = onnxruntime.InferenceSession(
+        str(onnx_path), providers=onnxruntime.get_available_providers()
+    )
+    exported = session.get_inputs()[0]
+    if list(exported.shape[1:3]) != list(input_shape):
+        raise OnnxModelError(
+            f"{onnx_path} was exported for input {exported.shape[1:3]} but input_shape is "
+            f"{list(input_shape)}; pass --input_shape {exported.shape[1]} {exported.shape[2]} "
+            "or export again."
+        )
+    return lambda batch: session.run(None, {exported.name: batch.astype(np.float32)})[0]
+
+
+def _export_graph(model: keras.Model) -> keras.Model:
+    """The same layers and weights with UpSampling2D as a nearest resize, which exports to one
+    ONNX Resize instead of a chain of Tile/Reshape/Transpose nodes (same numbers, faster)."""
+
+    def swap(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if isinstance(layer, keras.layers.UpSampling2D):
+            height, width = layer.output.shape[1:3]
+            return keras.layers.Resizing(height, width, "nearest", name=layer.name)
+        return layer  # shared, not copied
+
+    return keras.models.clone_model(model, clone_function=swap)
+
+
+def _tidy_onnx(proto: Any) -> None:
+    """Two rewrites of tf2onnx's graph for onnxruntime's fast kernels, exact for this model.
+
+    Resize: TF's half-pixel nearest equals "asymmetric" for the integer x2 scale, the mode
+    onnxruntime's NCHWc upsampling takes. Softmax: tf2onnx moves it before the final
+    NCHW->NHWC transpose, onto the slow non-last axis; put it back after the transpose.
+    """
+    for node in proto.graph.node:
+        for attribute in node.attribute:
+            if attribute.name == "coordinate_transformation_mode" and (
+                    attribute.s == b"tf_half_pixel_for_nn"):
+                attribute.s = b"asymmetric"
+    nodes = list(proto.graph.node)
+    transpose = next(n for n in nodes if proto.graph.output[0].name in n.output)
+    softmax = next((n for n in nodes if n.output[0] == transpose.input[0]), None)
+    if (transpose.op_type != "Transpose" or softmax is None or softmax.op_type != "Softmax"
+            or sum(softmax.output[0] in n.input for n in nodes) != 1):
+        return
+    logits, probabilities = softmax.input[0], transpose.output[0]
+    transpose.input[0], transpose.output[0] = logits, softmax.output[0]
+    softmax.input[0], softmax.output[0] = softmax.output[0], probabilities
+    for attribute in softmax.attribute:
+        if attribute.name == "axis":
+            attribute.i = -1
+    proto.graph.node.remove(softmax)
+    proto.graph.node.insert(list(proto.graph.node).index(transpose) + 1, softmax)
+
+
+def export_onnx(
+    model: keras.Model, onnx_save_path: str | Path, *, simplify: bool = True, opset: int = 13
+) -> float:
+    """Export the model to ONNX (input `images`, output `output`, NHWC float32 probabilities).
+
+    Returns the max abs difference to Keras on a random input and raises if it exceeds
+    MAX_EXPORT_DIFFERENCE.
+    """
+    import onnx
+    import tf2onnx
+
+    if any(layer.compute_dtype != "float32" for layer in model.layers):
+        raise OnnxModelError("ONNX export needs a float32 model: export with --precision "
+                             "float32.")
+    onnx_save_path = Path(onnx_save_path)
+    onnx_save_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"Starting export with onnx {onnx.__version__}.")
+    graph = _export_graph(model)
+    spec = (tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="images"),)
+    call = tf.function(lambda images: {"output": graph(images, training=False)})
+    proto, _ = tf2onnx.convert.from_function(call, input_signature=spec, opset=opset)
+    _tidy_onnx(proto)
+    onnx.checker.check_model(proto)
+    if simplify:
+        try:
+            import onnxsim
+        except ImportError:
+            print("onnx-simplifier is not installed (pip install onnxsim): export unsimplified.")
+        else:
+            print(f"Simplifying with onnx-simplifier {onnxsim.__version__}.")
+            proto, ok = onnxsim.simplify(proto)
+            if not ok:
+                raise RuntimeError("onnx-simplifier could not validate the simplified model.")
+    onnx.save(proto, str(onnx_save_path))
+    print(f"Onnx model save as {onnx_save_path}")
+
+    x = np.random.default_rng(0).uniform(-1, 1, (1, *model.input_shape[1:])).astype(np.float32)
+    forward = onnx_forward(onnx_save_path, model.input_shape[1:3])
+    max_diff = float(np.max(np.abs(forward(x) - model(x, training=False).numpy())))
+    print(f"Max abs difference ONNX vs Keras on a random input: {max_diff:.3g}")
+    if max_diff > MAX_EXPORT_DIFFERENCE:
+        raise RuntimeError(f"ONNX output differs from Keras by {max_diff:.3g} "
+                           f"(> {MAX_EXPORT_DIFFERENCE}).")
+    return max_diff
