@@ -9,7 +9,8 @@ from benchmarks.harness import print_result
 
 # kind -> "module:function" taking the spec dict and returning the result dict
 KINDS = {"train_step": "benchmarks.training:train_step",
-         "strategy_worker": "benchmarks.strategy:strategy_worker"}
+         "strategy_worker": "benchmarks.strategy:strategy_worker",
+         "onnx_export": "benchmarks.inference:onnx_export"}
 
 
 def main(argv: list[str]) -> None:

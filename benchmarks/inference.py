@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from benchmarks.harness import free_memory, percent_of, quiet, time_call
+from benchmarks.harness import (
+    child_result,
+    free_memory,
+    percent_of,
+    quiet,
+    start_child,
+    time_call,
+)
 from nets.unet import Unet as build_unet
 from utils.flops import count_flops
 
@@ -62,10 +69,23 @@ def write_inputs(folder: Path, cfg: Any) -> tuple[str, "Image.Image", list[Path]
     return weights, Image.open(paths[0]).convert("RGB"), paths
 
 
+def onnx_export(spec: dict) -> dict:
+    """A child process's job: export the predictor's model of `spec["settings"]` to ONNX at
+    `spec["path"]`. tf2onnx needs about 40x the weights' size while it converts, which a
+    child process returns to the system when it ends."""
+    from utils.onnx_export import export_onnx
+    from utils.predictor import Predictor
+
+    with quiet():
+        max_difference = export_onnx(Predictor(**spec["settings"]).model, spec["path"],
+                                     simplify=False)
+    return {"path": spec["path"], "max_difference": max_difference}
+
+
 def make_predictor(backend: str, settings: dict, work: Path,
                    calibration: list[Path]) -> "Predictor":
     """The predictor running one backend; ONNX models are exported once per input shape."""
-    from utils.onnx_export import export_onnx, onnx_forward
+    from utils.onnx_export import onnx_forward
     from utils.predictor import Predictor
     from utils.quantize import quantize_int8
 
@@ -77,7 +97,8 @@ def make_predictor(backend: str, settings: dict, work: Path,
     h, w = settings["input_shape"]
     fp32_path = work / f"unet_{h}x{w}.onnx"
     if not fp32_path.is_file():
-        export_onnx(Predictor(**settings).model, fp32_path, simplify=False)
+        child = start_child("onnx_export", {"settings": settings, "path": str(fp32_path)})
+        child_result(child, f"ONNX export at {h}x{w}")
     path = fp32_path
     if backend == "ort_int8":
         path = work / f"unet_{h}x{w}_int8.onnx"
