@@ -49,8 +49,9 @@ docs: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 
+# The suite runs in a few pytest processes, each up to a memory limit (see tests/run_suite.py).
 test: venv lint
-	$(PY) -m pytest -q
+	$(PY) tests/run_suite.py -q
 
 clean-demo:
 	rm -rf VOCdevkit/VOC2007/JPEGImages VOCdevkit/VOC2007/SegmentationClass \

@@ -96,6 +96,31 @@ def user_error(capsys) -> Callable[[Callable, Sequence[str]], str]:
     return fails
 
 
+def _resident_gib() -> float:
+    try:
+        status = Path("/proc/self/status").read_text().splitlines()
+    except OSError:  # not Linux: never split the run
+        return 0.0
+    return int(next(line.split()[1] for line in status if line.startswith("VmRSS:"))) / 2**20
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Under tests/run_suite.py: after a module, if this process holds more than the memory
+    limit, leave the modules still to run to a fresh process. TensorFlow keeps memory of every
+    trained model for the life of the process (tensorflow/tensorflow#61791), so one process for
+    the whole suite would grow to over 10 GB."""
+    yield
+    limit, remaining = os.environ.get("UNET_TEST_MAX_GIB"), os.environ.get("UNET_TEST_REMAINING")
+    if not (limit and remaining and nextitem is not None and nextitem.path != item.path):
+        return
+    if _resident_gib() > float(limit):
+        items = item.session.items
+        later = items[items.index(item) + 1:]
+        Path(remaining).write_text("\n".join(dict.fromkeys(i.nodeid for i in later)))
+        del items[items.index(item) + 1:]  # pytest's run loop ends after this item
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _fresh_keras_session():
     """Each test module starts with fresh Keras name counters and an empty graph, and hands
