@@ -3,6 +3,7 @@
 import ctypes
 import ctypes.util
 import gc
+import hashlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -104,21 +105,53 @@ def _resident_gib() -> float:
     return int(next(line.split()[1] for line in status if line.startswith("VmRSS:"))) / 2**20
 
 
+# Under tests/run_suite.py, several pytest processes share the modules: each claims a module
+# (a file in this folder) before running it, and leaves the modules others claimed.
+_CLAIMS = os.environ.get("UNET_TEST_CLAIMS")
+
+
+def _claim(path: Path) -> bool:
+    marker = Path(_CLAIMS) / hashlib.sha1(str(path).encode()).hexdigest()
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return False
+    return True
+
+
+def _keep_next_unclaimed(items: list, start: int) -> None:
+    """From `start` on, drop the modules another process claimed; claim the next free one."""
+    while start < len(items):
+        path = items[start].path
+        if _claim(path):
+            return
+        end = start
+        while end < len(items) and items[end].path == path:
+            end += 1
+        del items[start:end]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    if _CLAIMS:
+        _keep_next_unclaimed(items, 0)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    """Under tests/run_suite.py: after a module, if this process holds more than the memory
-    limit, leave the modules still to run to a fresh process. TensorFlow keeps memory of every
-    trained model for the life of the process (tensorflow/tensorflow#61791), so one process for
-    the whole suite would grow to over 10 GB."""
+    """Under tests/run_suite.py, after each module: stop if this process holds more than the
+    memory limit (a fresh one goes on), else claim the next module no other process has.
+    TensorFlow keeps memory of every trained model for the life of the process
+    (tensorflow/tensorflow#61791), so one process for the whole suite grows past 10 GB."""
     yield
-    limit, remaining = os.environ.get("UNET_TEST_MAX_GIB"), os.environ.get("UNET_TEST_REMAINING")
-    if not (limit and remaining and nextitem is not None and nextitem.path != item.path):
+    if not _CLAIMS or nextitem is None or nextitem.path == item.path:
         return
-    if _resident_gib() > float(limit):
-        items = item.session.items
-        later = items[items.index(item) + 1:]
-        Path(remaining).write_text("\n".join(dict.fromkeys(i.nodeid for i in later)))
-        del items[items.index(item) + 1:]  # pytest's run loop ends after this item
+    items = item.session.items  # pytest's run loop ends where this list ends
+    index = items.index(item)
+    if _resident_gib() > float(os.environ["UNET_TEST_MAX_GIB"]):
+        del items[index + 1:]
+    else:
+        _keep_next_unclaimed(items, index + 1)
 
 
 @pytest.fixture(autouse=True, scope="module")

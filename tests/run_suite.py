@@ -1,10 +1,11 @@
-"""Run the whole test suite (`make test`) in as few pytest processes as memory allows.
+"""Run the whole test suite (`make test`): parallel pytest processes, each below a memory limit.
 
 TensorFlow keeps some memory of every model it trained or traced until the process ends
-(tensorflow/tensorflow#61791), so one process for the suite grows past 10 GB. Here each pytest
-process runs modules until it holds more than MAX_GIB after one, then hands the tests still to
-run to a fresh process (see `pytest_runtest_protocol` in conftest.py). Arguments go to pytest;
-give options as single words (-q, -x, -ra).
+(tensorflow/tensorflow#61791), so one process for the suite grows past 10 GB. Here JOBS chains
+of pytest processes share the test modules (each claims a module before running it, see
+conftest.py); a process that holds more than MAX_GIB after a module ends, and the next one of
+its chain goes on with the modules nobody claimed yet. Arguments go to pytest; give options as
+single words (-q, -x, -ra).
 """
 
 import os
@@ -12,47 +13,51 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 
-MAX_GIB = 2.5
-COUNTS = re.compile(r"(\d+) (passed|failed|skipped|deselected|errors?|xfailed|xpassed)")
+MAX_GIB = 2.0
+JOBS = min(2, os.cpu_count() or 1)
+COUNTS = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed)")
+NO_TESTS_RAN = 5  # pytest's exit status when every module was claimed by another process
+
+
+def run_chain(job: int, argv: list[str], env: dict[str, str], lock: threading.Lock) -> dict:
+    """Start pytest processes one after another until one finds no module left to run."""
+    totals: dict[str, int] = {"status": 0, "processes": 0}
+    while True:
+        done = subprocess.run([sys.executable, "-m", "pytest", *argv], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if done.returncode == NO_TESTS_RAN:
+            return totals
+        totals["processes"] += 1
+        lines = done.stdout.strip().splitlines() or [""]
+        for count, kind in COUNTS.findall(lines[-1]):
+            totals[kind] = totals.get(kind, 0) + int(count)
+        with lock:
+            print(f"--- pytest process {totals['processes']} of job {job} ---")
+            print(done.stdout, flush=True)
+        if done.returncode != 0:
+            totals["status"] = done.returncode
+        # 1: tests failed, the chain goes on; anything else (interrupted, collection or usage
+        # error, a crash) would recur in the next process
+        if done.returncode not in (0, 1) or (done.returncode and {"-x", "--exitfirst"} & set(argv)):
+            return totals
 
 
 def main(argv: list[str]) -> int:
-    options = [a for a in argv if a.startswith("-")]
-    tests = [a for a in argv if not a.startswith("-")]
-    totals: dict[str, int] = {}
-    status, runs, start = 0, 0, time.perf_counter()
-    with tempfile.TemporaryDirectory() as work:
-        remaining = Path(work) / "remaining.txt"
-        env = {**os.environ, "UNET_TEST_MAX_GIB": str(MAX_GIB),
-               "UNET_TEST_REMAINING": str(remaining), "PYTHONUNBUFFERED": "1"}
-        while True:
-            remaining.unlink(missing_ok=True)
-            runs += 1
-            last = ""
-            with subprocess.Popen([sys.executable, "-m", "pytest", *options, *tests], env=env,
-                                  stdout=subprocess.PIPE, text=True) as pytest:
-                for line in pytest.stdout:
-                    sys.stdout.write(line)
-                    sys.stdout.flush()
-                    last = line if line.strip() else last
-            for count, kind in COUNTS.findall(last):
-                totals[kind] = totals.get(kind, 0) + int(count)
-            if pytest.returncode not in (0, 5):  # 5: no tests collected
-                status = pytest.returncode
-                if {"-x", "--exitfirst"} & set(options):
-                    break
-            if not remaining.is_file():
-                break
-            tests = remaining.read_text().splitlines()
-            print(f"--- memory limit of {MAX_GIB} GiB reached: {len(tests)} tests go on in a "
-                  "new process ---", flush=True)
-    counts = ", ".join(f"{n} {kind}" for kind, n in totals.items())
-    print(f"=== suite: {counts} in {time.perf_counter() - start:.0f} s, {runs} pytest "
-          f"process(es) ===")
-    return status
+    start, lock = time.perf_counter(), threading.Lock()
+    with tempfile.TemporaryDirectory() as claims:
+        env = {**os.environ, "UNET_TEST_CLAIMS": claims, "UNET_TEST_MAX_GIB": str(MAX_GIB)}
+        with ThreadPoolExecutor(JOBS) as pool:
+            chains = list(pool.map(lambda job: run_chain(job, argv, env, lock), range(1, JOBS + 1)))
+    kinds = sorted({k for chain in chains for k in chain} - {"status", "processes"})
+    counts = ", ".join(f"{sum(c.get(k, 0) for c in chains)} {k}" for k in kinds)
+    processes = sum(chain["processes"] for chain in chains)
+    print(f"=== suite: {counts} in {time.perf_counter() - start:.0f} s, {processes} pytest "
+          f"processes in {JOBS} parallel jobs ===")
+    return next((chain["status"] for chain in chains if chain["status"]), 0)
 
 
 if __name__ == "__main__":
