@@ -12,20 +12,21 @@ export MPLBACKEND ?= Agg
 # from scratch in a few epochs (val mIoU ~0.9 after 10). Adam's LR is pinned to 1e-4 anyway.
 DEMO_TRAIN := --num_classes 4 --backbone resnet50 --model_path "" --input_shape 64 96 \
 	--Freeze_Epoch 1 --UnFreeze_Epoch 10 --Freeze_batch_size 4 --Unfreeze_batch_size 4 \
-	--optimizer_type adam --eval_period 2 --save_period 5 --save_dir logs/demo
+	--optimizer_type adam --eval_period 2 --save_period 10 --save_dir logs/demo
 DEMO_MODEL := --model_path logs/demo/best_epoch_weights.weights.h5 --num_classes 4 \
 	--backbone resnet50 --input_shape 64 96
 DEMO_NAMES := --name_classes background circle square triangle
 
-.PHONY: venv demo docs test lint clean-demo
+.PHONY: venv demo docs test lint clean-demo constraints
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python 3.11+ is needed (found $$($(PYTHON) --version)); set PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt \
+		-c constraints.txt
 	@# opencv-python needs libGL and glib from the system; install them where we can.
 	@$(PY) -c "import cv2" 2>/dev/null || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -56,3 +57,13 @@ test: venv lint
 clean-demo:
 	rm -rf VOCdevkit/VOC2007/JPEGImages VOCdevkit/VOC2007/SegmentationClass \
 		VOCdevkit/VOC2007/ImageSets logs/demo img_out miou_out
+
+# Pin the newest versions requirements*.txt allow: a fresh venv without constraints, frozen.
+# Run make test afterwards, and commit constraints.txt when it passes.
+constraints:
+	rm -rf .venv-constraints
+	$(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	{ sed -n '1,3p' constraints.txt; .venv-constraints/bin/pip freeze; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .venv-constraints
