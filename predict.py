@@ -1,4 +1,5 @@
-"""Segment single images, a video or camera, or a folder; time the model; export to ONNX.
+"""Segment single images, a video or camera, or a folder; time the model; export it (ONNX,
+TensorFlow SavedModel, TFLite).
 
 The predictor settings (model_path, num_classes, backbone, input_shape, mix_type, ...) are set
 in unet.py and can be overridden here with `--name value` like every parameter below.
@@ -10,7 +11,8 @@ from utils.predict_modes import run_predict
 
 # ---- Mode -------------------------------------------------------------------------------------
 # "predict" one image at a time, "video" a camera or video file, "fps" timing, "dir_predict" a
-# whole folder, "export_onnx" write an ONNX model, "predict_onnx" run it.
+# whole folder, "export_onnx" write an ONNX model, "predict_onnx" run it, "export_savedmodel" a
+# TensorFlow SavedModel, "export_tflite" a TFLite (LiteRT) model.
 mode = "predict"
 
 # ---- predict ----------------------------------------------------------------------------------
@@ -52,6 +54,12 @@ quantize = ""
 calibration_images = 32
 # With quantize "int8": the dataset whose val split gives the calibration images.
 VOCdevkit_path = "VOCdevkit"
+
+# ---- export_savedmodel and export_tflite ------------------------------------------------------
+# Folder of the TensorFlow SavedModel.
+savedmodel_path = "model_data/saved_model"
+# Path of the TFLite model, ending in .tflite.
+tflite_path = "model_data/model.tflite"
 
 
 def main(argv: list[str] | None = None) -> None:

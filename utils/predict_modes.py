@@ -1,5 +1,5 @@
 """predict.py's modes: segment typed image paths, a video or camera, a folder; time the model;
-export to ONNX (float32 or int8) and predict with an exported model."""
+export to ONNX (float32 or int8), a TensorFlow SavedModel or TFLite; predict with the ONNX model."""
 
 import os
 import sys
@@ -154,9 +154,22 @@ def export(predictor: Predictor, cfg: Any) -> None:
     (export_int8 if cfg.quantize == "int8" else export_float32)(predictor, cfg)
 
 
+def export_savedmodel(predictor: Predictor, cfg: Any) -> None:
+    from utils import exports
+
+    exports.export_savedmodel(predictor.model, cfg.savedmodel_path)
+
+
+def export_tflite(predictor: Predictor, cfg: Any) -> None:
+    from utils import exports
+
+    exports.export_tflite(predictor.model, cfg.tflite_path)
+
+
 # Every mode of settings.PREDICT_MODES; predict_onnx runs `predict` on the ONNX model.
 MODES = {"predict": predict_images, "video": predict_video, "fps": predict_fps,
-         "dir_predict": predict_folder, "export_onnx": export, "predict_onnx": predict_images}
+         "dir_predict": predict_folder, "export_onnx": export, "predict_onnx": predict_images,
+         "export_savedmodel": export_savedmodel, "export_tflite": export_tflite}
 
 
 def run_predict(cfg: Any) -> None:

@@ -167,11 +167,17 @@ class Predictor:
         pr = self.predict_classes([image])[0]
         if count:
             self.print_class_counts(pr, name_classes)
+        return self.draw(image, pr)
+
+    def draw(self, image: Image.Image, classes: np.ndarray) -> Image.Image:
+        """A class map drawn as `mix_type` says: 0 blended 70% over the image, 1 the colours
+        alone, 2 the image's pixels where the class is not background."""
+        image = cvtColor(image)
         if self.mix_type == 0:
-            return Image.blend(image, Image.fromarray(self.colors[pr]), 0.7)
+            return Image.blend(image, Image.fromarray(self.colors[classes]), 0.7)
         if self.mix_type == 1:
-            return Image.fromarray(self.colors[pr])
-        return Image.fromarray(np.asarray(image) * (pr != 0)[..., None].astype(np.uint8))
+            return Image.fromarray(self.colors[classes])
+        return Image.fromarray(np.asarray(image) * (classes != 0)[..., None].astype(np.uint8))
 
     def print_class_counts(self, pr: np.ndarray, name_classes: Sequence[str] | None) -> None:
         """The original's per-class pixel table (class indices when no names are given)."""
