@@ -67,6 +67,9 @@ save_dir = 'logs'
 eval_flag = True
 # Epochs between mIoU evaluations.
 eval_period = 5
+# What best_epoch_weights follows: "val_loss" (lowest, as the original) or "val_miou" (highest;
+# needs eval_flag, and is checked every eval_period epochs).
+best_metric = "val_loss"
 
 # ---- Data and loss ----------------------------------------------------------------------------
 # Dataset root.

@@ -222,7 +222,8 @@ def test_disk_full_during_training_keeps_the_last_good_epoch(demo, tmp_path, mon
     monkeypatch.undo()
 
     names = sorted(p.name for p in save_dir.iterdir() if p.is_file())
-    assert len(names) == 3 and names[1].startswith("ep001-")  # no half-written or temp files
+    assert len(names) == 4 and names[2].startswith("ep001-")  # no half-written or temp files
+    assert names[0] == "best_epoch_weights.weights.h5" and names[1] == "config.json"
     model = Unet((32, 32, 3), 4, "vgg")
     model.load_weights(save_dir / "last_epoch_weights.weights.h5")
     assert load_training_state(find_training_state(save_dir))[0]["epoch"] == 1

@@ -16,12 +16,14 @@ from nets.unet import Unet
 from utils.callbacks import (
     EvalCallback,
     LossHistory,
+    shared_callbacks,
+    training_callbacks,
+)
+from utils.checkpoints import (
     NaNGuard,
     NonFiniteLossError,
     TrainingStateCheckpoint,
     WeightsCheckpoint,
-    shared_callbacks,
-    training_callbacks,
 )
 from utils.config import load_config
 from utils.demo_data import write_demo_dataset
@@ -121,7 +123,8 @@ def test_periodic_checkpoint_counts_from_creation_like_keras2(tmp_path):
 
 def test_best_checkpoint_saves_only_improvements_and_keeps_best_in_state(tmp_path, monkeypatch):
     saved = []
-    monkeypatch.setattr(callbacks, "save_weights_atomic", lambda model, path: saved.append(path))
+    monkeypatch.setattr("utils.checkpoints.save_weights_atomic",
+                        lambda model, path: saved.append(path))
     best = WeightsCheckpoint(tmp_path / "best_epoch_weights.weights.h5", "best",
                              save_best_only=True)
     best.set_model(tiny_model())
@@ -135,6 +138,21 @@ def test_best_checkpoint_saves_only_improvements_and_keeps_best_in_state(tmp_pat
     resumed.set_model(tiny_model())
     resumed.on_epoch_end(5, {"loss": 1.0, "val_loss": 1.5})  # worse than the restored best
     assert len(saved) == 3
+
+
+def test_best_checkpoint_can_follow_the_highest_val_miou(tmp_path, monkeypatch):
+    saved = []
+    monkeypatch.setattr("utils.checkpoints.save_weights_atomic",
+                        lambda model, path: saved.append(path))
+    best = WeightsCheckpoint(tmp_path / "best.weights.h5", "best", monitor="val_miou",
+                             save_best_only=True)
+    best.set_model(tiny_model())
+    logs = [{"val_loss": 1.0}, {"val_loss": 0.9, "val_miou": 40.0}, {"val_loss": 0.1},
+            {"val_loss": 0.8, "val_miou": 35.0}, {"val_loss": 0.9, "val_miou": 52.5}]
+    for epoch, log in enumerate(logs):
+        best.on_epoch_end(epoch, {"loss": 1.0, **log})
+    assert len(saved) == 2  # epochs 2 and 5: the epochs without an evaluation are passed
+    assert best.get_state()["best"] == -52.5
 
 
 def test_nan_guard_names_epoch_and_batch():
@@ -209,15 +227,15 @@ def test_callback_order_and_state_keys(tmp_path):
     extra = keras.callbacks.Callback()
     ordered = training_callbacks(shared, lambda epoch: 1e-3, saver, [extra])
     kinds = [type(c).__name__ for c in ordered]
-    assert kinds == ["NaNGuard", "LearningRateScheduler", "TensorBoard", "LossHistory",
-                     "WeightsCheckpoint", "WeightsCheckpoint", "WeightsCheckpoint",
-                     "EvalCallback", "CSVLogger", "TrainingStateCheckpoint", "Callback"]
+    assert kinds == ["NaNGuard", "LearningRateScheduler", "EvalCallback", "TensorBoard",
+                     "LossHistory", "WeightsCheckpoint", "WeightsCheckpoint", "WeightsCheckpoint",
+                     "TrainingLog", "TrainingStateCheckpoint", "Callback"]
     assert ordered[-1] is extra
     stateful = [c for c in ordered if isinstance(c, Stateful)]
-    assert [c.state_key for c in stateful] == ["loss_history", "periodic", "last", "best", "eval"]
+    assert [c.state_key for c in stateful] == ["eval", "loss_history", "periodic", "last", "best"]
 
     states = callback_states(shared)
     states["periodic"]["epochs_since_last_save"] = 2
     fresh = shared_callbacks(cfg, tmp_path, tmp_path / "loss_x", ["a"])
     restore_callback_states(fresh, states)
-    assert fresh[3].epochs_since_last_save == 2 and fresh[3].period == 3
+    assert fresh[4].epochs_since_last_save == 2 and fresh[4].period == 3

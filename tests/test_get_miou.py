@@ -1,6 +1,7 @@
 """get_miou.py end to end on a tiny VOC folder: modes 0, 1 and 2, and its error messages."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -77,11 +78,12 @@ def test_mode_1_then_mode_2(voc, capsys):
 
 
 def test_errors_name_the_files(voc, tmp_path, user_error):
-    with pytest.raises(FileNotFoundError, match=r"detection-results[/\\]a\.png"):
-        get_miou.main(args(voc, 2))
+    message = user_error(get_miou.main, args(voc, 2))  # no predictions at all
+    assert "none of the 3 images could be scored" in message
+    assert re.search(r"detection-results[/\\]a\.png", message)
     message = user_error(get_miou.main, args(voc, 0, "--num_classes", "4"))
     assert "name_classes has 3 names but num_classes is 4" in message
-    with pytest.raises(FileNotFoundError, match=r"nothere\.h5.*logs/"):
+    with pytest.raises(FileNotFoundError, match=r"nothere\.h5.*utils\.downloads.*logs/"):
         get_miou.main(args(voc, 0, "--model_path", str(tmp_path / "nothere.h5")))
     (voc / "VOCdevkit/VOC2007/ImageSets/Segmentation/val.txt").unlink()
     with pytest.raises(DatasetError, match=r"val\.txt.*voc_annotation\.py"):
@@ -96,11 +98,26 @@ def test_checkpoint_with_other_class_count(voc, tmp_path):
         get_miou.main(args(voc, 0, "--model_path", str(path)))
 
 
-def test_label_of_another_size_is_named(voc):
+def test_a_label_of_another_size_is_skipped_and_listed(voc, capsys):
     Image.new("L", (10, 10)).save(voc / "VOCdevkit/VOC2007/SegmentationClass/b.png")
-    message = r"b\.png: label is 10x10 but its image .*b\.jpg is 29x52"
-    with pytest.raises(DatasetError, match=message):
-        get_miou.main(args(voc, 0))
+    get_miou.main(args(voc, 0))  # exits normally: the other images are scored
+    assert re.search(r"Skipping: .*b\.png is 10x10 but its prediction .*b\.png is 29x52",
+                     capsys.readouterr().out)
+    metrics = json.loads((voc / "miou_out" / "metrics.json").read_text())
+    assert [item["id"] for item in metrics["skipped"]] == ["b"]
+    rows = (voc / "miou_out" / "confusion_matrix.csv").read_text().splitlines()
+    counts = np.array([[int(v) for v in row.split(",")[1:]] for row in rows[1:]])
+    assert counts.sum() == sum((w - 2) * h for name, (w, h) in SIZES.items() if name != "b")
+
+
+def test_metrics_json_describes_the_run(voc):
+    get_miou.main(args(voc, 0))
+    run = json.loads((voc / "miou_out" / "metrics.json").read_text())["run"]
+    assert run["settings"]["num_classes"] == 3 and run["settings"]["input_shape"] == [64, 64]
+    assert run["settings"]["name_classes"] == NAMES and run["settings"]["miou_mode"] == 0
+    assert run["num_images"] == 3 and run["num_scored"] == 3
+    assert run["versions"]["keras"] and run["versions"]["tensorflow"]
+    assert run["commit"] is None or len(run["commit"].split("+")[0]) == 40
 
 
 def colour_classifier_onnx(path, weights):

@@ -2,14 +2,14 @@
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
 from conftest import write_voc_item
 from PIL import Image
 
-from utils.dataset import DatasetError
-from utils.evaluation import compute_mIoU, evaluate_split
+from utils.evaluation import EvaluationError, compute_mIoU, evaluate_split, score_split
 from utils.metrics import (
     fast_hist,
     per_Accuracy,
@@ -92,22 +92,24 @@ def test_compute_miou_and_show_results(tmp_path, capsys):
     assert metrics["present_classes"] == ["background", "cat", "dog"]
 
 
-def test_compute_miou_names_bad_files(tmp_path):
+def test_unscorable_files_are_skipped_and_named(tmp_path, capsys):
     gt, pred = tmp_path / "gt", tmp_path / "pred"
     rgb, big = np.zeros((2, 4, 3), np.uint8), np.zeros((3, 4), np.uint8)
-    write_pngs(gt, {"a": GT, "missing": GT, "rgb": rgb, "big": big})
+    write_pngs(gt, {"a": GT, "missing": GT, "rgb": rgb, "big": big, "bad": GT})
     write_pngs(pred, {"a": PRED, "rgb": PRED, "big": PRED, "bad": np.full((2, 4), 9, np.uint8)})
-    with pytest.raises(FileNotFoundError, match=r"pred[/\\]missing\.png: detection result"):
-        compute_mIoU(gt, pred, ["a", "missing"], 4)
-    with pytest.raises(FileNotFoundError, match=r"gt[/\\]nogt\.png: label not found"):
-        compute_mIoU(gt, pred, ["a", "nogt"], 4)
-    with pytest.raises(ValueError, match=r"rgb\.png: label has shape \(2, 4, 3\)"):
-        compute_mIoU(gt, pred, ["rgb"], 4)
-    with pytest.raises(ValueError, match=r"big\.png is 4x3 but its prediction .*big\.png is 4x2"):
-        compute_mIoU(gt, pred, ["big"], 4)
-    write_pngs(gt, {"bad": GT})
-    with pytest.raises(ValueError, match=r"bad\.png holds class 9 but num_classes is 4"):
-        compute_mIoU(gt, pred, ["bad"], 4)
+    hist, skipped = score_split(gt, pred, ["a", "missing", "nogt", "rgb", "big", "bad"], 4)
+    assert np.array_equal(hist, HIST)  # "a" alone is scored
+    reasons = {item["id"]: item["reason"] for item in skipped}
+    assert list(reasons) == ["missing", "nogt", "rgb", "big", "bad"]
+    assert re.search(r"pred[/\\]missing\.png: detection result", reasons["missing"])
+    assert re.search(r"gt[/\\]nogt\.png: label not found", reasons["nogt"])
+    assert re.search(r"rgb\.png: label has shape \(2, 4, 3\)", reasons["rgb"])
+    assert re.search(r"big\.png is 4x3 but its prediction .*big\.png is 4x2", reasons["big"])
+    assert "bad.png holds class 9 but num_classes is 4" in reasons["bad"]
+    assert capsys.readouterr().out.count("Skipping: ") == 5
+    with pytest.raises(EvaluationError, match=r"none of the 2 images could be scored: .*rgb"):
+        score_split(gt, pred, ["rgb", "big"], 4)
+    assert np.array_equal(compute_mIoU(gt, pred, ["a", "big"], 4)[0], HIST)
 
 
 def write_voc_labels(root, labels, image_ext=".jpg"):
@@ -134,17 +136,18 @@ def test_evaluate_split_with_a_fixed_prediction(tmp_path):
     assert results["per_class"][2]["IoU"] is None
 
 
-def test_evaluate_split_names_missing_and_mismatched_files(tmp_path):
+def test_evaluate_split_skips_missing_and_mismatched_files(tmp_path):
     root = tmp_path / "VOCdevkit"
     write_voc_labels(root, {"ok": np.zeros((8, 8), np.uint8), "small": np.zeros((8, 8), np.uint8)})
     Image.fromarray(np.zeros((4, 8), np.uint8)).save(root / "VOC2007/SegmentationClass/small.png")
-    (root / "VOC2007/SegmentationClass/nolabel.png").unlink(missing_ok=True)
     Image.new("RGB", (8, 8)).save(root / "VOC2007/JPEGImages/nolabel.jpg")
     unet = Predictor(forward=lambda b: np.ones((*b.shape[:3], 2), np.float32), num_classes=2,
-                input_shape=[32, 32])
-    with pytest.raises(DatasetError, match=r"no label .*nolabel\.png"):
-        evaluate_split(unet, root, ["ok", "nolabel"], tmp_path / "out", 2, progress=False)
-    with pytest.raises(DatasetError, match=r"noimage"):
-        evaluate_split(unet, root, ["ok", "noimage"], tmp_path / "out", 2, progress=False)
-    with pytest.raises(DatasetError, match=r"small\.png: label is 8x4 but its image .* is 8x8"):
-        evaluate_split(unet, root, ["ok", "small"], tmp_path / "out", 2, progress=False)
+                     input_shape=[32, 32])
+    results = evaluate_split(unet, root, ["ok", "nolabel", "noimage", "small"], tmp_path / "out",
+                             2, progress=False)
+    assert results["hist"].sum() == 64  # "ok" alone
+    reasons = {item["id"]: item["reason"] for item in results["skipped"]}
+    assert sorted(reasons) == ["noimage", "nolabel", "small"]
+    assert "noimage.jpg: image not found" in reasons["noimage"]
+    assert re.search(r"nolabel\.png: label not found", reasons["nolabel"])
+    assert re.search(r"small\.png is 8x4 but its prediction .* is 8x8", reasons["small"])

@@ -53,6 +53,7 @@ class Run:
 
 
 RUN = {
+    "python -m utils.downloads": Run(),
     "python voc_annotation.py": Run(creates=("VOCdevkit/VOC2007/ImageSets/Segmentation/val.txt",)),
     "python voc_annotation.py --num_classes 3": Run(),
     "python voc_annotation.py --fix_labels True": Run(),
@@ -83,8 +84,12 @@ RUN = {
 SKIP = {
     "make demo": "trains for minutes; the same scripts run here on tiny settings",
     "make test": "runs this test",
-    "python -c \"from utils.weights import download_weights; download_weights('resnet50')\"":
-        "downloads 95 MB; tests/test_weights.py covers the file name and loading",
+    "python predict.py $M --mode export_savedmodel":
+        "tests/test_exports.py runs this mode through predict.py and checks the result",
+    "python predict.py $M --mode export_tflite":
+        "tests/test_exports.py runs this mode through predict.py and checks the result",
+    "python -m utils.downloads --weights resnet50_imagenet":
+        "downloads 95 MB; tests/test_downloads.py downloads from file:// URLs it writes",
     "python predict.py $M --mode video --video_path 0": "needs a webcam",
     "pip install \"tensorflow[and-cuda]==2.21.*\"": "installs packages",
     "nvidia-smi": "needs a GPU",
@@ -255,16 +260,17 @@ class SharedPredictor(Predictor):
 
 
 def run_script(words: list[str], *, own_process: bool) -> str:
-    """`python x.py args`, in this process (x.main(args) as the command line runs it) or in a
-    new one; a non-zero exit fails. Returns what a new process printed."""
+    """`python x.py args` or `python -m x args`, in this process (x.main(args) as the command
+    line runs it) or in a new one; a non-zero exit fails. Returns what a new process printed."""
     if own_process:
         done = subprocess.run([sys.executable, *words[1:]], capture_output=True, text=True,
                               timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
         assert done.returncode == 0, f"{shlex.join(words)}:\n{done.stderr[-3000:]}"
         return done.stdout
-    module = importlib.import_module(words[1].removesuffix(".py"))
+    name, args = (words[2], words[3:]) if words[1] == "-m" else (words[1], words[2:])
+    module = importlib.import_module(name.removesuffix(".py").replace("/", "."))
     try:
-        run_main(module.main, words[2:])
+        run_main(module.main, args)
     except SystemExit as stop:
         assert stop.code in (None, 0), f"{shlex.join(words)} exited with: {stop.code}"
     return ""

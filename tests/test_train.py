@@ -3,11 +3,14 @@ every output file, and each setting or dataset mistake that must stop before any
 
 import csv
 import importlib.util
+import json
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 import train as train_script
@@ -109,6 +112,38 @@ def test_output_files(run):
     assert (logs / "training_state" / "state.json").is_file()
 
 
+def test_val_miou_reaches_the_csv_log_and_tensorboard(run):
+    _, result, _, _ = run
+    mious = [float(x) for x in (result.log_dir / "epoch_miou.txt").read_text().split()]
+    with open(result.log_dir / "training_log.csv") as f:
+        cells = [row["val_miou"] for row in csv.DictReader(f)]
+    assert cells[0] == "" and cells[2] == ""  # evaluated every 2 epochs
+    assert float(cells[1]) == pytest.approx(mious[1])
+    if importlib.util.find_spec("tensorboard"):
+        tags = {value.tag for path in (result.log_dir / "validation").glob("events.out.*")
+                for event in tf.compat.v1.train.summary_iterator(str(path))
+                for value in event.summary.value}
+        assert {"epoch_miou", "prediction/demo_0008"} <= tags
+
+
+def test_checkpoints_hold_weights_only_and_the_run_describes_itself(run):
+    cfg, result, _, logs = run
+    size = 4 * result.model.count_params()
+    for path in logs.glob("*.weights.h5"):
+        assert abs(path.stat().st_size - size) < 0.05 * size, path.name
+    state = logs / "training_state"
+    with h5py.File(state / "model.weights.h5") as f:
+        assert "optimizer" not in f  # the optimizer lives once, in optimizer.npz
+    with np.load(state / "optimizer.npz") as store:
+        assert len(store.files) == len(result.model.optimizer.variables)
+    described = json.loads((logs / "config.json").read_text())
+    assert described["settings"]["optimizer_type"] == "sgd"
+    assert described["settings"]["cls_weights"] == [1.0] * 4
+    assert (described["num_train"], described["num_val"], described["start_epoch"]) == (8, 4, 0)
+    assert described["versions"]["tensorflow"] == tf.__version__
+    assert set(described["settings"]) == set(vars(cfg))
+
+
 def test_weight_decay_is_part_of_the_training_loss():
     model = Unet((32, 32, 3), 3, "vgg")
     apply_weight_decay(model, 1e-3)
@@ -171,6 +206,8 @@ def fails(user_error, train_argv):
     (["--cls_weights", "1", "1"], "cls_weights has 2 values but num_classes = 4"),
     (["--train_gpu", "0", "1"], "lists 2 GPUs, but TensorFlow sees none"),
     (["--mixed_precision", "int8"], "mixed_precision = 'int8'"),
+    (["--best_metric", "val_miou", "--eval_flag", "False"],
+     'best_metric = "val_miou" needs the mIoU evaluation'),
     (["--Freeze_batch_size", "5"], "数据集过小，无法进行训练，请扩充数据集。 Dataset too small: "
                                    "4 training and 2 validation images, but Freeze_batch_size = 5"),
     (["--Unfreeze_batch_size", "3"],

@@ -1,5 +1,6 @@
 """Weight loading: legacy Keras 2 layouts written here with h5py, ImageNet notop, own files."""
 
+import os
 import re
 
 import h5py
@@ -8,8 +9,7 @@ import numpy as np
 import pytest
 
 from nets.unet import Unet, decoder_conv_names
-from utils import weights as weights_module
-from utils.weights import download_weights, load_weights, save_weights_atomic
+from utils.weights import load_weights, save_model_weights, save_weights_atomic
 
 SHAPE = (64, 64, 3)
 CAFFE_BRANCH = {"0": "1", "1": "2a", "2": "2b", "3": "2c"}
@@ -228,11 +228,17 @@ def test_wrong_backbone_is_named(tmp_path, resnet_source, vgg_source):
         load_weights(Unet(SHAPE, 3, "resnet50"), path, "resnet50")
 
 
-def test_missing_file_names_path_and_usual_folders(tmp_path):
+def test_missing_file_names_path_and_how_to_get_it(tmp_path):
     path = tmp_path / "nope.h5"
     with pytest.raises(FileNotFoundError, match="nope.h5") as error:
         load_weights(Unet(SHAPE, 3, "vgg"), path, "vgg")
-    assert "logs/" in str(error.value) and "model_data/" in str(error.value)
+    assert "`python -m utils.downloads` lists the released weights" in str(error.value)
+    assert "logs/" in str(error.value)
+    released = tmp_path / "unet_vgg_voc.h5"
+    with pytest.raises(FileNotFoundError) as error:
+        load_weights(Unet(SHAPE, 3, "vgg"), released, "vgg")
+    assert "download it with `python -m utils.downloads --weights unet_vgg_voc`" in str(
+        error.value)
 
 
 def test_not_hdf5_and_truncated_files_are_named(tmp_path, vgg_source):
@@ -261,12 +267,12 @@ def test_save_weights_atomic_keeps_previous_file_on_failure(tmp_path, vgg_source
     save_weights_atomic(vgg_source, path)
     before = path.read_bytes()
 
-    def crash(filepath, *args, **kwargs):
+    def crash(self, filepath, *args, **kwargs):
         with open(filepath, "wb") as f:
             f.write(before[:1000])  # half a file, then the "disk" fails
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(vgg_source, "save_weights", crash)
+    monkeypatch.setattr(keras.Model, "save_weights", crash)
     with pytest.raises(OSError, match="No space left"):
         save_weights_atomic(vgg_source, path)
     assert path.read_bytes() == before
@@ -278,15 +284,27 @@ def test_save_weights_atomic_requires_keras3_suffix(tmp_path, vgg_source):
         save_weights_atomic(vgg_source, tmp_path / "model.h5")
 
 
-def test_download_weights_uses_existing_file_without_network(tmp_path, monkeypatch):
-    def no_network(*args, **kwargs):
-        raise AssertionError("tried to download")
-
-    monkeypatch.setattr("keras.src.utils.file_utils.urlretrieve", no_network)
-    for backbone, name in [("vgg", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-                           ("resnet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")]:
-        (tmp_path / name).write_bytes(b"weights")
-        assert download_weights(backbone, tmp_path) == str(tmp_path / name)
-    assert weights_module.IMAGENET_WEIGHTS["vgg"][1].startswith("https://storage.googleapis.com/")
-    with pytest.raises(ValueError, match="Use vgg, resnet50"):
-        download_weights("mobilenet", tmp_path)
+def test_weights_files_hold_the_weights_only_with_the_usual_permissions(tmp_path):
+    model = Unet(SHAPE, 3, "vgg")
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.zeros((2, *SHAPE), np.float32), np.zeros((2, *SHAPE[:2], 3), np.float32),
+              verbose=0)
+    full, lean = tmp_path / "full.weights.h5", tmp_path / "lean.weights.h5"
+    model.save_weights(full)  # Keras' own: the Adam moments come along
+    mask = os.umask(0o027)
+    try:
+        save_weights_atomic(model, lean)
+    finally:
+        os.umask(mask)
+    assert lean.stat().st_mode & 0o777 == 0o640  # not mkstemp's 0600
+    with h5py.File(lean) as f:
+        assert "optimizer" not in f
+    size = 4 * model.count_params()
+    assert abs(lean.stat().st_size - size) < 0.05 * size
+    assert full.stat().st_size > 2.5 * size
+    restored = Unet(SHAPE, 3, "vgg")
+    restored.load_weights(lean)
+    for a, b in zip(restored.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    save_model_weights(model, tmp_path / "plain.weights.h5")
+    assert (tmp_path / "plain.weights.h5").stat().st_size == lean.stat().st_size

@@ -1,12 +1,11 @@
-"""Training callbacks: loss history and curves, mIoU evaluation, checkpoints, NaN guard, and
-the per-epoch training state; `training_callbacks` puts them in the order every `fit` uses.
+"""Training callbacks: loss history and curves, the val mIoU, the CSV log, and the order of
+every callback in each `fit` (`training_callbacks`; the checkpoints are in checkpoints.py).
 
 Callbacks with counters or histories follow the `Stateful` protocol, so `--resume` continues an
 interrupted run exactly where it stopped.
 """
 
 import importlib.util
-import math
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,17 +15,16 @@ import keras
 import numpy as np
 import scipy.signal
 from matplotlib.figure import Figure
+from PIL import Image
 
-from utils.dataset import VOCLayout
-from utils.errors import UserError
+from utils.checkpoints import NaNGuard, TrainingStateCheckpoint, WeightsCheckpoint
+from utils.dataset import VOCLayout, as_layout
 from utils.evaluation import evaluate_split
 from utils.predictor import Predictor
-from utils.training_state import callback_states, save_training_state
-from utils.weights import save_weights_atomic
+from utils.utils import read_image
 
-
-class NonFiniteLossError(UserError, RuntimeError):
-    """The training loss became NaN or Inf; nothing from the bad epoch was saved."""
+# Val images whose predicted overlay TensorBoard shows at each evaluation.
+TENSORBOARD_IMAGES = 3
 
 
 def _write_lines(path: Path, values: Sequence[float]) -> None:
@@ -103,7 +101,9 @@ class EvalCallback(keras.callbacks.Callback):
     """Every `period` epochs, the val-split mIoU computed exactly as get_miou.py computes it.
 
     Predictions go to a temporary folder inside `log_dir`, never the working directory, and are
-    removed afterwards; mIoU (in %) goes to epoch_miou.txt and epoch_miou.png.
+    removed afterwards. The mIoU (in %) goes to epoch_miou.txt, epoch_miou.png and the epoch's
+    logs as `val_miou`, which every later callback sees (TensorBoard, the CSV log, the best
+    checkpoint, the progress line); TensorBoard also gets the first val images' overlays.
     """
 
     state_key = "eval"
@@ -131,6 +131,7 @@ class EvalCallback(keras.callbacks.Callback):
         self.mious: list[float] = [0]
         self.epoches: list[int] = [0]
         self._predictor = None
+        self._writer = None
         if self.eval_flag:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             self._write()
@@ -147,9 +148,30 @@ class EvalCallback(keras.callbacks.Callback):
                                 self.num_classes)
         self.mious.append(float(result["mIoU"]) * 100)
         self.epoches.append(epoch)
+        if logs is not None:
+            logs["val_miou"] = self.mious[-1]
         self._write()
+        self._log_overlays(epoch)
         print("Get miou done.")
         shutil.rmtree(self.miou_out_path, ignore_errors=True)
+
+    def _log_overlays(self, epoch: int) -> None:
+        """The first val images drawn with their predicted classes, for TensorBoard."""
+        if not importlib.util.find_spec("tensorboard"):
+            return
+        import tensorflow as tf
+
+        layout = as_layout(self.dataset)
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.log_dir / "validation"))
+        with self._writer.as_default(step=epoch):
+            for image_id in self.image_ids[:TENSORBOARD_IMAGES]:
+                classes = self.miou_out_path / "detection-results" / f"{image_id}.png"
+                if classes.is_file():  # a skipped image has no prediction
+                    overlay = self._predictor.draw(read_image(layout.image_path(image_id)),
+                                                   np.asarray(Image.open(classes)))
+                    tf.summary.image(f"prediction/{image_id}", np.asarray(overlay)[None])
+        self._writer.flush()
 
     def get_state(self) -> dict[str, Any]:
         return {"mious": self.mious, "epoches": self.epoches}
@@ -165,92 +187,19 @@ class EvalCallback(keras.callbacks.Callback):
         save_curve_figure(self.log_dir / "epoch_miou.png", [curve], "Miou", "A Miou Curve")
 
 
-class WeightsCheckpoint(keras.callbacks.Callback):
-    """Keras 2 `ModelCheckpoint(save_weights_only=True, period=...)` semantics, written atomically.
+class TrainingLog(keras.callbacks.CSVLogger):
+    """training_log.csv; with mIoU evaluation on, its val_miou column is empty in the epochs
+    without one (CSVLogger takes its columns from the first epoch)."""
 
-    `filepath` is formatted with `epoch` (1-based) and the epoch logs, e.g.
-    "ep{epoch:03d}-loss{loss:.3f}-val_loss{val_loss:.3f}.weights.h5". The period counter and the
-    best value persist across phases (and, through get_state, across resumes), as in the original.
-    """
-
-    def __init__(
-        self,
-        filepath: str | Path,
-        state_key: str,
-        monitor: str = "val_loss",
-        *,
-        save_best_only: bool = False,
-        period: int = 1,
-    ):
-        super().__init__()
-        self.filepath = str(filepath)
-        self.state_key = state_key
-        self.monitor = monitor
-        self.save_best_only = save_best_only
-        self.period = period
-        self.epochs_since_last_save = 0
-        self.best = math.inf
+    def __init__(self, path: Path, *, with_miou: bool):
+        super().__init__(str(path), append=True)
+        self.with_miou = with_miou
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = logs or {}
-        self.epochs_since_last_save += 1
-        if self.epochs_since_last_save < self.period:
-            return
-        self.epochs_since_last_save = 0
-        if self.save_best_only:
-            current = float(logs[self.monitor])
-            if not current < self.best:
-                return
-            self.best = current
-        save_weights_atomic(self.model, self.filepath.format(epoch=epoch + 1, **logs))
-
-    def get_state(self) -> dict[str, Any]:
-        return {"epochs_since_last_save": self.epochs_since_last_save, "best": self.best}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        self.epochs_since_last_save = int(state["epochs_since_last_save"])
-        self.best = float(state["best"])
-
-
-class NaNGuard(keras.callbacks.Callback):
-    """Stops training at the first non-finite loss, before any checkpoint of that epoch is written.
-
-    Must come first in the callback list: raising aborts `fit` without an `on_epoch_end`.
-    """
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.epoch = epoch + 1
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self._check((logs or {}).get("loss"), f"epoch {self.epoch} batch {batch + 1}")
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = logs or {}
-        for key in ("loss", "val_loss"):
-            self._check(logs.get(key), f"epoch {epoch + 1} ({key})")
-
-    def _check(self, value: Any, where: str) -> None:
-        if value is not None and not np.isfinite(float(value)):
-            raise NonFiniteLossError(
-                f"loss became {float(value)} at {where}: lower Init_lr, check the labels "
-                "(run voc_annotation.py to audit them), or turn mixed_precision off. Nothing "
-                "from this epoch was saved: last_epoch_weights.weights.h5 and the training "
-                "state hold the last good epoch."
-            )
-
-
-class TrainingStateCheckpoint(keras.callbacks.Callback):
-    """Saves the resumable state after every epoch: last in the list, after everything it
-    records has run."""
-
-    def __init__(self, save_dir: str | Path, callbacks: list[keras.callbacks.Callback],
-                 info: dict[str, Any]):
-        super().__init__()
-        self.save_dir, self.callbacks, self.info = Path(save_dir), callbacks, info
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        state = {"epoch": epoch + 1, **self.info, "callbacks": callback_states(self.callbacks)}
-        save_training_state(self.save_dir, self.model, state)
+        logs = dict(logs or {})
+        if self.with_miou:
+            logs.setdefault("val_miou", "")
+        super().on_epoch_end(epoch, logs)
 
 
 def tensorboard_or_nothing(log_dir: Path) -> keras.callbacks.Callback:
@@ -266,16 +215,16 @@ def shared_callbacks(cfg: Any, save_dir: Path, log_dir: Path,
     across the phase switch as in the original; in the order of `training_callbacks`."""
     return [
         NaNGuard(),
+        EvalCallback(cfg.input_shape, cfg.num_classes, val_ids, cfg.VOCdevkit_path, log_dir,
+                     eval_flag=cfg.eval_flag, period=cfg.eval_period),
         tensorboard_or_nothing(log_dir),
         LossHistory(log_dir),
         WeightsCheckpoint(save_dir / "ep{epoch:03d}-loss{loss:.3f}-val_loss{val_loss:.3f}"
                                      ".weights.h5", "periodic", period=cfg.save_period),
         WeightsCheckpoint(save_dir / "last_epoch_weights.weights.h5", "last"),
         WeightsCheckpoint(save_dir / "best_epoch_weights.weights.h5", "best",
-                          save_best_only=True),
-        EvalCallback(cfg.input_shape, cfg.num_classes, val_ids, cfg.VOCdevkit_path, log_dir,
-                     eval_flag=cfg.eval_flag, period=cfg.eval_period),
-        keras.callbacks.CSVLogger(str(log_dir / "training_log.csv"), append=True),
+                          monitor=cfg.best_metric, save_best_only=True),
+        TrainingLog(log_dir / "training_log.csv", with_miou=cfg.eval_flag),
     ]
 
 
@@ -287,10 +236,11 @@ def training_callbacks(shared: list[keras.callbacks.Callback], schedule: Any,
 
     1. NaNGuard, first: a non-finite loss raises before anything of the epoch is saved;
     2. the phase's LearningRateScheduler, which puts learning_rate into the logs;
-    3. TensorBoard, LossHistory, the periodic, last and best checkpoints, the mIoU
-       evaluation and CSVLogger (the shared instances, in that order);
-    4. TrainingStateCheckpoint, which stores what all of them did;
-    5. the caller's extra callbacks.
+    3. the mIoU evaluation, which puts val_miou into the logs of its epochs;
+    4. TensorBoard, LossHistory, the periodic, last and best checkpoints and the CSV log, which
+       read those logs (the shared instances, in that order);
+    5. TrainingStateCheckpoint, which stores what all of them did;
+    6. the caller's extra callbacks (Keras' progress line comes after all of these).
     """
     guard, *rest = shared
     scheduler = keras.callbacks.LearningRateScheduler(schedule, verbose=1)

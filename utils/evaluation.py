@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
-from utils.dataset import VOCLayout, as_layout, check_same_size
+from utils.dataset import VOCLayout, as_layout
 from utils.errors import MissingFileError, UserError
 from utils.metrics import (
     fast_hist,
@@ -33,6 +32,10 @@ class ClassMapError(UserError, ValueError):
     """A label or prediction that is not a map of class indices of the expected size."""
 
 
+class EvaluationError(UserError, ValueError):
+    """Not one image of the split could be scored."""
+
+
 def read_class_map(path: Path, what: str) -> np.ndarray:
     """A single-channel PNG of class indices; names the file and what it should be."""
     if not path.is_file():
@@ -46,6 +49,51 @@ def read_class_map(path: Path, what: str) -> np.ndarray:
     return array
 
 
+def _class_maps(gt_path: Path, pred_path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A label and its prediction, or an error naming the file that cannot be scored."""
+    label = read_class_map(gt_path, "label")
+    pred = read_class_map(pred_path, "detection result (run get_miou.py with miou_mode 0 or 1)")
+    if label.shape != pred.shape:
+        raise ClassMapError(
+            f"{gt_path} is {label.shape[1]}x{label.shape[0]} but its prediction {pred_path} "
+            f"is {pred.shape[1]}x{pred.shape[0]}: the label must have its image's size."
+        )
+    if pred.max() >= num_classes:
+        raise ClassMapError(
+            f"{pred_path} holds class {pred.max()} but num_classes is {num_classes}; "
+            "predict again with the right num_classes."
+        )
+    return label, pred
+
+
+def score_split(gt_dir: str | Path, pred_dir: str | Path, ids: Sequence[str], num_classes: int,
+                name_classes: Sequence[str] | None = None) -> tuple[np.ndarray, list[dict]]:
+    """The confusion matrix of `<pred_dir>/<id>.png` against `<gt_dir>/<id>.png`, and the ids
+    skipped (with the reason) because a file was missing, unreadable or of another size, as the
+    original's `Skipping:` lines did. Nothing scored at all is an error."""
+    print("Num classes", num_classes)
+    hist = np.zeros((num_classes, num_classes), np.int64)
+    skipped = []
+    for ind, name in enumerate(ids):
+        try:
+            label, pred = _class_maps(Path(gt_dir) / f"{name}.png", Path(pred_dir) / f"{name}.png",
+                                      num_classes)
+        except (UserError, OSError) as error:
+            print(f"Skipping: {error}")
+            skipped.append({"id": name, "reason": str(error)})
+            continue
+        hist += fast_hist(label, pred, num_classes)
+        if name_classes is not None and ind > 0 and ind % 10 == 0:
+            miou, mpa = nanmean(per_class_iu(hist)), nanmean(per_class_PA_Recall(hist))
+            print(f"{ind:d} / {len(ids):d}: mIou-{100 * miou:0.2f}%; "
+                  f"mPA-{100 * mpa:0.2f}%; Accuracy-{100 * per_Accuracy(hist):0.2f}%")
+    if len(skipped) == len(ids):
+        reasons = " | ".join(item["reason"] for item in skipped[:3])
+        raise EvaluationError(f"none of the {len(ids)} images could be scored: {reasons}")
+    print_class_results(hist, name_classes)
+    return hist, skipped
+
+
 def compute_mIoU(
     gt_dir: str | Path,
     pred_dir: str | Path,
@@ -53,41 +101,10 @@ def compute_mIoU(
     num_classes: int,
     name_classes: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Accumulate the confusion matrix of `<pred_dir>/<id>.png` against `<gt_dir>/<id>.png`.
-
-    Returns (hist, IoUs, PA_Recall, Precision) and prints the original's progress and summary.
-    """
-    print("Num classes", num_classes)
-    hist = np.zeros((num_classes, num_classes), np.int64)
-    for ind, name in enumerate(png_name_list):
-        gt_path, pred_path = Path(gt_dir) / f"{name}.png", Path(pred_dir) / f"{name}.png"
-        label = read_class_map(gt_path, "label")
-        pred = read_class_map(pred_path, "detection result (run get_miou.py with miou_mode 0 "
-                                         "or 1)")
-        if label.shape != pred.shape:
-            raise ClassMapError(
-                f"{gt_path} is {label.shape[1]}x{label.shape[0]} but its prediction {pred_path} "
-                f"is {pred.shape[1]}x{pred.shape[0]}: the label must have its image's size."
-            )
-        if pred.max() >= num_classes:
-            raise ClassMapError(
-                f"{pred_path} holds class {pred.max()} but num_classes is {num_classes}; "
-                "predict again with the right num_classes."
-            )
-        hist += fast_hist(label, pred, num_classes)
-        if name_classes is not None and ind > 0 and ind % 10 == 0:
-            miou, mpa = nanmean(per_class_iu(hist)), nanmean(per_class_PA_Recall(hist))
-            print(f"{ind:d} / {len(png_name_list):d}: mIou-{100 * miou:0.2f}%; "
-                  f"mPA-{100 * mpa:0.2f}%; Accuracy-{100 * per_Accuracy(hist):0.2f}%")
-    print_class_results(hist, name_classes)
+    """The original's call: (hist, IoUs, PA_Recall, Precision) of the predictions in pred_dir;
+    unscorable files are skipped with a message."""
+    hist, _ = score_split(gt_dir, pred_dir, png_name_list, num_classes, name_classes)
     return (hist, *per_class_scores(hist))
-
-
-def check_labels(layout: VOCLayout, ids: Sequence[str]) -> None:
-    """Before predicting: each id has an image and a label of the same size (both named)."""
-    for image_path, label_path in layout.pairs(ids):
-        with Image.open(image_path) as image, Image.open(label_path) as label:
-            check_same_size(image_path, image.size, label_path, label.size)
 
 
 def predict_split(
@@ -98,19 +115,28 @@ def predict_split(
     batch_size: int = 4,
     *,
     progress: bool = True,
-) -> Path:
-    """Write `<out_dir>/detection-results/<id>.png` (class indices) for each id; returns the dir."""
+) -> tuple[Path, list[dict]]:
+    """Write `<out_dir>/detection-results/<id>.png` (class indices) for each id whose image can
+    be read; returns the folder and the ids skipped, with the reason."""
     layout = as_layout(dataset)
     pred_dir = Path(out_dir) / "detection-results"
     pred_dir.mkdir(parents=True, exist_ok=True)
+    skipped = []
     with tqdm(total=len(ids), disable=not progress, desc="Predict") as bar:
         for start in range(0, len(ids), batch_size):
-            batch = ids[start : start + batch_size]
-            images = [read_image(layout.image_path(i)) for i in batch]
-            for image_id, png in zip(batch, predictor.get_miou_pngs(images), strict=True):
+            batch, images = [], []
+            for image_id in ids[start : start + batch_size]:
+                try:
+                    images.append(read_image(layout.image_path(image_id)))
+                    batch.append(image_id)
+                except UserError as error:
+                    print(f"Skipping: {error}")
+                    skipped.append({"id": image_id, "reason": str(error)})
+            for image_id, png in zip(batch, predictor.get_miou_pngs(images) if images else [],
+                                     strict=True):
                 png.save(pred_dir / f"{image_id}.png")
-            bar.update(len(batch))
-    return pred_dir
+            bar.update(len(ids[start : start + batch_size]))
+    return pred_dir, skipped
 
 
 def evaluate_split(
@@ -124,12 +150,15 @@ def evaluate_split(
     *,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Predict every id, then score against the labels: what get_miou.py and training share."""
+    """Predict every id, then score against the labels: what get_miou.py and training share.
+    The summary lists under `skipped` the ids whose image, label or prediction did not fit."""
     layout = as_layout(dataset)
-    check_labels(layout, ids)
-    pred_dir = predict_split(predictor, layout, ids, out_dir, batch_size, progress=progress)
-    results = compute_mIoU(layout.label_dir, pred_dir, ids, num_classes, name_classes)
-    return summarize(*results, name_classes)
+    pred_dir, skipped = predict_split(predictor, layout, ids, out_dir, batch_size,
+                                      progress=progress)
+    predicted = [i for i in ids if i not in {item["id"] for item in skipped}]
+    hist, unscored = score_split(layout.label_dir, pred_dir, predicted, num_classes, name_classes)
+    return {**summarize(hist, *per_class_scores(hist), name_classes),
+            "skipped": skipped + unscored}
 
 
 def print_speed(seconds: float, num_images: int) -> None:
@@ -142,6 +171,7 @@ def run_get_miou(cfg: Any) -> dict[str, Any] | None:
     """get_miou.py: miou_mode 0 predicts the val split and scores it, 1 only predicts, 2 only
     scores the predictions already in miou_out_path; returns the scores (None for mode 1)."""
     from utils.onnx_export import onnx_forward
+    from utils.run_info import describe_run
     from utils.settings import check_settings
 
     check_settings(cfg)
@@ -161,13 +191,16 @@ def run_get_miou(cfg: Any) -> dict[str, Any] | None:
         print_speed(time.perf_counter() - start, len(ids))
         return None
     if cfg.miou_mode == 0:
-        hist = evaluate_split(predictor, layout, ids, cfg.miou_out_path, cfg.num_classes,
-                              cfg.name_classes)["hist"]
+        summary = evaluate_split(predictor, layout, ids, cfg.miou_out_path, cfg.num_classes,
+                                 cfg.name_classes)
+        hist, skipped = summary["hist"], summary["skipped"]
         print_speed(time.perf_counter() - start, len(ids))
     else:
         print("Get miou.")
         pred_dir = Path(cfg.miou_out_path) / "detection-results"
-        hist = compute_mIoU(layout.label_dir, pred_dir, ids, cfg.num_classes,
-                            cfg.name_classes)[0]
+        hist, skipped = score_split(layout.label_dir, pred_dir, ids, cfg.num_classes,
+                                    cfg.name_classes)
     print("Get miou done.")
-    return show_results(cfg.miou_out_path, hist, *per_class_scores(hist), cfg.name_classes)
+    run = describe_run(cfg, num_images=len(ids), num_scored=len(ids) - len(skipped))
+    return show_results(cfg.miou_out_path, hist, *per_class_scores(hist), cfg.name_classes,
+                        run=run, skipped=skipped)

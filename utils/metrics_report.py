@@ -65,8 +65,12 @@ def show_results(
     Precision: np.ndarray,
     name_classes: Sequence[str] | None,
     tick_font_size: int = 12,
+    *,
+    run: dict[str, Any] | None = None,
+    skipped: Sequence[dict] = (),
 ) -> dict[str, Any]:
-    """Write mIoU/mPA/Recall/Precision plots, confusion_matrix.csv and metrics.json."""
+    """Write mIoU/mPA/Recall/Precision plots, confusion_matrix.csv and metrics.json; `run`
+    (settings, versions, commit) heads metrics.json and `skipped` lists the ids left out."""
     out = Path(miou_out_path)
     out.mkdir(parents=True, exist_ok=True)
     names = class_names(name_classes, len(hist))
@@ -90,8 +94,10 @@ def show_results(
                                                                              strict=True))
     print(f"Save confusion_matrix out to {path}")
 
-    summary = summarize(hist, IoUs, PA_Recall, Precision, names)
+    summary = {**summarize(hist, IoUs, PA_Recall, Precision, names), "skipped": list(skipped)}
     path = out / "metrics.json"
-    path.write_text(json.dumps({k: v for k, v in summary.items() if k != "hist"}, indent=2))
+    written = {**({"run": run} if run else {}),
+               **{k: v for k, v in summary.items() if k != "hist"}}
+    path.write_text(json.dumps(written, indent=2))
     print(f"Save metrics out to {path}")
     return summary

@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 
 from nets.unet import check_backbone, check_input_shape, check_num_classes
+from utils.downloads import RELEASES
 from utils.errors import UserError
 from utils.precision import POLICIES
 from utils.schedules import LR_DECAY_TYPES, OPTIMIZER_TYPES, get_lr_scheduler
 
-PREDICT_MODES = ("predict", "video", "fps", "dir_predict", "export_onnx", "predict_onnx")
+PREDICT_MODES = ("predict", "video", "fps", "dir_predict", "export_onnx", "predict_onnx",
+                 "export_savedmodel", "export_tflite")
 BENCHMARK_SECTIONS = ("roof", "inference", "predictor", "training", "pipeline", "accuracy",
                       "strategy")
 # tf_fp32 freezes the loaded weights into the graph (the predictor's default); tf_fp32_live reads
@@ -35,9 +37,11 @@ CHOICES: dict[str, tuple] = {
     "miou_mode": (0, 1, 2),
     "quantize": ("", "int8"),
     "device": ("cpu", "gpu"),
+    "best_metric": ("val_loss", "val_miou"),
 }
 # Settings that list several of their choices.
 LIST_CHOICES: dict[str, tuple] = {
+    "weights": tuple(RELEASES),
     "sections": BENCHMARK_SECTIONS,
     "backends": BENCHMARK_BACKENDS,
     "precisions": tuple(POLICIES),
@@ -121,6 +125,10 @@ def _check_combinations(values: Mapping[str, Any], given: Callable[..., bool]) -
             and values["Freeze_Epoch"] > values["UnFreeze_Epoch"]:
         raise SettingsError(f"Freeze_Epoch = {values['Freeze_Epoch']} is after UnFreeze_Epoch = "
                             f"{values['UnFreeze_Epoch']} (the total number of epochs); lower it.")
+    if given("best_metric", "eval_flag") and values["best_metric"] == "val_miou" \
+            and not values["eval_flag"]:
+        raise SettingsError("best_metric = \"val_miou\" needs the mIoU evaluation: set "
+                            "eval_flag = True, or follow \"val_loss\".")
     if given("eval_shape") and values["eval_shape"] and len(values["eval_shape"]) != 2:
         raise SettingsError(f"eval_shape = {values['eval_shape']}; give two numbers: height "
                             "width.")

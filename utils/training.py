@@ -17,12 +17,8 @@ import keras
 import tensorflow as tf
 
 from nets.unet import Unet, freeze_backbone
-from utils.callbacks import (
-    LossHistory,
-    TrainingStateCheckpoint,
-    shared_callbacks,
-    training_callbacks,
-)
+from utils.callbacks import LossHistory, shared_callbacks, training_callbacks
+from utils.checkpoints import TrainingStateCheckpoint
 from utils.dataloader import make_dataset, steps_per_epoch
 from utils.dataset import TOO_SMALL, TOO_SMALL_TO_CONTINUE, VOCLayout, as_layout
 from utils.dataset_audit import audit_dataset
@@ -37,6 +33,7 @@ from utils.distribute import (
 from utils.errors import UserError
 from utils.precision import dtype_policy
 from utils.recipe import apply_weight_decay, compile_for_training
+from utils.run_info import describe_run, write_json
 from utils.schedules import get_lr_scheduler
 from utils.settings import check_settings
 from utils.training_state import (
@@ -52,7 +49,8 @@ from utils.weights import check_weights_file, load_weights
 # The original warns when fewer optimizer steps than these are planned (adam / sgd).
 WANTED_STEPS = {"adam": 1.5e4, "sgd": 5e4}
 # Settings a resumed run must share with the run that wrote the training state.
-RESUME_KEYS = ("backbone", "num_classes", "input_shape", "Freeze_Train", "Freeze_Epoch")
+RESUME_KEYS = ("backbone", "num_classes", "input_shape", "Freeze_Train", "Freeze_Epoch",
+               "best_metric")
 
 
 class TrainingError(UserError, ValueError):
@@ -140,7 +138,7 @@ def find_resume_state(cfg: Any, save_dir: Path) -> tuple[Path, dict, dict]:
                             "that run's folder, or train with resume = False.")
     state, optimizer_store = load_training_state(folder)
     for key, value in resume_settings(cfg).items():
-        if state["settings"][key] != value:
+        if state["settings"].get(key, value) != value:  # states of older runs lack some keys
             raise TrainingError(f"resume: {key} = {value!r} but the run in {folder} used "
                                 f"{state['settings'][key]!r}; use the same value to continue it.")
     if state["epoch"] >= cfg.UnFreeze_Epoch:
@@ -223,8 +221,8 @@ def show_training_config(cfg: Any, num_train: int, num_val: int, replicas: int) 
         table[key] = f"{table[key]}{batch_note}"
     table.update(num_workers=f"{cfg.num_workers} (ignored: tf.data parallelises)",
                  num_train=num_train, num_val=num_val)
-    extra = ("weight_decay", "eval_flag", "eval_period", "dice_loss", "focal_loss", "seed",
-             "resume", "mixed_precision")
+    extra = ("weight_decay", "eval_flag", "eval_period", "best_metric", "dice_loss",
+             "focal_loss", "seed", "resume", "mixed_precision")
     table.update({key: getattr(cfg, key) for key in extra})
     show_config(**table)
 
@@ -303,6 +301,10 @@ def train(
     try:
         with dtype_policy(cfg.mixed_precision), sigterm_as_interrupt():
             model = build_model(cfg, strategy, resume_folder)
+            # Only once the weights have loaded: a failed start leaves save_dir as it was.
+            write_json(save_dir / "config.json", describe_run(
+                cfg, num_train=len(splits[0]), num_val=len(splits[1]),
+                devices=strategy.num_replicas_in_sync, start_epoch=start))
             log_dir = save_dir / (state["log_dir"] if state else
                                   datetime.now().strftime("loss_%Y_%m_%d_%H_%M_%S"))
             shared = shared_callbacks(cfg, save_dir, log_dir, splits[1])

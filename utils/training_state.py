@@ -1,7 +1,8 @@
 """What `--resume True` continues from: save_dir/training_state, rewritten after every epoch.
 
-It holds the weights, the optimizer's variables and `state.json` (epoch, phase, the settings a
-resumed run must share, and each stateful callback's counters and histories). Every write goes
+It holds the weights (without the optimizer), the optimizer's variables once in optimizer.npz,
+and `state.json` (epoch, phase, the settings a resumed run must share, and each stateful
+callback's counters and histories). Every write goes
 to a temporary folder first and replaces the previous state by renames, so an interruption at
 any point leaves one complete state.
 """
@@ -15,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import keras
 import numpy as np
 
-from utils.weights import CheckpointWriteError
+from utils.weights import CheckpointWriteError, save_model_weights
 
 STATE_DIR = "training_state"
 
@@ -45,7 +46,7 @@ def save_training_state(save_dir: str | Path, model: keras.Model, state: dict[st
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
-        model.save_weights(tmp / "model.weights.h5")
+        save_model_weights(model, tmp / "model.weights.h5")
         store: dict[str, np.ndarray] = {}
         model.optimizer.save_own_variables(store)
         np.savez(tmp / "optimizer.npz", **store)

@@ -22,19 +22,11 @@ from pathlib import Path
 import h5py
 import keras
 
-from nets.unet import HEAD_NAME, check_backbone, decoder_conv_names
+from nets.unet import HEAD_NAME, decoder_conv_names
+from utils.downloads import command as download_command
+from utils.downloads import release_for
 from utils.errors import MissingFileError, UserError
 
-IMAGENET_WEIGHTS = {
-    "vgg": (
-        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/",
-    ),
-    "resnet50": (
-        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "https://storage.googleapis.com/tensorflow/keras-applications/resnet/",
-    ),
-}
 CAFFE_RESNET_NAME = re.compile(r"(res|bn)(\d)([a-f])_branch(1|2a|2b|2c)")
 CAFFE_BRANCHES = {"1": "0", "2a": "1", "2b": "2", "2c": "3"}
 AUTO_CONV_NAME = re.compile(r"conv2d(?:_(\d+))?")
@@ -245,13 +237,15 @@ def _raise_if_strict(report: LoadReport, model: keras.Model) -> None:
 
 
 def check_weights_file(path: str | Path) -> Path:
-    """The path of an existing weights file, else a MissingFileError saying where files are."""
+    """The path of an existing weights file, else a MissingFileError saying where to get it."""
     path = Path(path)
     if not path.is_file():
+        name = release_for(path)
+        get = (f"download it with `{download_command(name)}`" if name else
+               "`python -m utils.downloads` lists the released weights")
         raise MissingFileError(
-            f"model_path = {str(path)!r} does not exist. Checkpoints are written to logs/ during "
-            "training and downloaded weights go to model_data/; set model_path to an existing "
-            "file, or to \"\" to start from random weights.")
+            f"model_path = {str(path)!r} does not exist: {get}, or set model_path to one of "
+            "your checkpoints (training writes them to logs/).")
     return path
 
 
@@ -305,8 +299,22 @@ def load_weights(model: keras.Model, path: str | Path, backbone: str, *,
     return report
 
 
+def save_model_weights(model: keras.Model, path: str | Path) -> None:
+    """The model's weights only, about 4 bytes per parameter: a compiled model's own
+    `save_weights` also stores the optimizer (twice that again for Adam). Any model with the
+    same layers loads the file."""
+    keras.Model(model.inputs, model.outputs, name=model.name).save_weights(path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_weights_atomic(model: keras.Model, path: str | Path) -> None:
-    """Save to a temporary file in the same folder, then rename, so `path` is never half-written."""
+    """Save the weights to a temporary file in the same folder, then rename, so `path` is never
+    half-written; the file gets the permissions a plain write would give under the umask."""
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"{path}: Keras 3 weight files must end in .weights.h5.")
@@ -315,7 +323,8 @@ def save_weights_atomic(model: keras.Model, path: str | Path) -> None:
                                     dir=path.parent)
     os.close(handle)
     try:
-        model.save_weights(temp)
+        save_model_weights(model, temp)
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp creates files readable by the owner only
         os.replace(temp, path)
     except OSError as error:
         raise CheckpointWriteError(
@@ -324,13 +333,3 @@ def save_weights_atomic(model: keras.Model, path: str | Path) -> None:
         ) from error
     finally:
         Path(temp).unlink(missing_ok=True)
-
-
-def download_weights(backbone: str, model_dir: str | Path = "model_data") -> str:
-    """Local path of the ImageNet "notop" backbone file, downloaded into `model_dir` if missing."""
-    check_backbone(backbone)
-    fname, base_url = IMAGENET_WEIGHTS[backbone]
-    model_dir = Path(model_dir).resolve()
-    model_dir.mkdir(parents=True, exist_ok=True)  # get_file falls back to /tmp if it is missing
-    return keras.utils.get_file(fname, origin=base_url + fname, cache_dir=str(model_dir),
-                                cache_subdir="")
