@@ -283,3 +283,50 @@ def test_patch_refuses_another_keras_version(monkeypatch):
     monkeypatch.setattr(keras, "__version__", "3.99.0")
     with pytest.raises(DistributeError, match=rf"Keras {PATCHED_KERAS[-1]}.*this is Keras 3\.99"):
         patch_keras_for_multi_worker()
+
+
+# ---- a GPU that train_gpu asks for but TensorFlow does not see ----------------------------
+
+
+GPU_PROBE = ("from utils.distribute import select_strategy; import sys; "
+             "select_strategy(eval(sys.argv[1]))")
+
+
+@pytest.mark.parametrize("train_gpu,warned", [("[0]", True), ("[]", False)])
+def test_hidden_gpus_give_one_warning_unless_train_gpu_is_empty(train_gpu, warned):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1"}
+    done = subprocess.run([sys.executable, "-c", GPU_PROBE, train_gpu], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    if warned:
+        assert done.stdout.count("[Warning]") == 1
+        assert "train_gpu = [0], but TensorFlow sees no GPU" in done.stdout
+        assert "CUDA_VISIBLE_DEVICES='-1' hides every GPU" in done.stdout
+        assert "train_gpu = [] trains on the CPU" in done.stdout
+    else:
+        assert "[Warning]" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("platform,built_with_cuda,driver,expected", [
+    ("win32", True, True, "native Windows"),
+    ("darwin", False, False, "macOS"),
+    ("linux", False, True, "no CUDA support"),
+    ("linux", True, False, "no NVIDIA driver"),
+    ("linux", True, True, "tensorflow[and-cuda]"),
+])
+def test_the_reason_for_a_missing_gpu(monkeypatch, platform, built_with_cuda, driver, expected):
+    from utils import machine
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(machine.sys, "platform", platform)
+    monkeypatch.setattr(machine, "_loads", lambda library: driver)
+    assert expected in machine.gpu_missing_reason(built_with_cuda)
+
+
+def test_several_gpus_without_any_is_an_error_that_names_the_cpu_setting():
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1"}
+    done = subprocess.run([sys.executable, "-c", GPU_PROBE, "[0, 1]"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "lists 2 GPUs, but TensorFlow sees none: CUDA_VISIBLE_DEVICES" in done.stderr
+    assert "Use train_gpu = [] to train on the CPU" in done.stderr

@@ -16,11 +16,17 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from utils import machine
 from utils.errors import UserError
 
 
 class DistributeError(UserError, ValueError):
     """TF_CONFIG, train_gpu or a batch size that cannot work on this cluster; says the fix."""
+
+
+def gpu_missing_reason() -> str:
+    """Why TensorFlow sees no GPU here, in a few words."""
+    return machine.gpu_missing_reason(tf.test.is_built_with_cuda())
 
 
 def read_tf_config() -> dict | None:
@@ -67,7 +73,12 @@ def select_strategy(train_gpu: Sequence[int]) -> tf.distribute.Strategy:
                   "(set CUDA_VISIBLE_DEVICES instead).")
     elif len(train_gpu) > 1:
         raise DistributeError(f"train_gpu = {train_gpu} lists {len(train_gpu)} GPUs, but "
-                              "TensorFlow sees none; use train_gpu = [0] to train on the CPU.")
+                              f"TensorFlow sees none: {gpu_missing_reason()}. Use train_gpu = "
+                              "[] to train on the CPU.")
+    elif train_gpu:
+        print(f"[Warning] train_gpu = {train_gpu}, but TensorFlow sees no GPU: "
+              f"{gpu_missing_reason()}. Training runs on the CPU. README's Install section "
+              "shows the GPU setup; train_gpu = [] trains on the CPU without this warning.")
     if tf_config is not None:
         task = tf_config["task"]
         workers = sum(len(v) for k, v in tf_config["cluster"].items() if k in ("chief", "worker"))

@@ -1,6 +1,9 @@
 """What this machine offers for speed: CPU model and instruction sets, GPUs TensorFlow sees."""
 
+import ctypes
+import os
 import platform
+import sys
 from pathlib import Path
 
 # Instruction sets that change which code path is fast: int8 (VNNI) and bfloat16 arithmetic.
@@ -34,3 +37,30 @@ def cpu_has_bfloat16() -> bool | None:
     """
     flags = cpu_flags()
     return None if flags is None else bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def _loads(library: str) -> bool:
+    try:
+        ctypes.CDLL(library)
+    except OSError:
+        return False
+    return True
+
+
+def gpu_missing_reason(built_with_cuda: bool) -> str:
+    """Why TensorFlow sees no GPU, as far as this machine shows: hidden devices, native
+    Windows, a build without CUDA, no NVIDIA driver, or CUDA libraries missing."""
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if hidden is not None and hidden.strip() in ("", "-1"):
+        return f"CUDA_VISIBLE_DEVICES={hidden!r} hides every GPU"
+    if sys.platform == "win32":
+        return ("TensorFlow 2.11 and later has no GPU support on native Windows; train in WSL2 "
+                "with tensorflow[and-cuda]")
+    if sys.platform == "darwin":
+        return "TensorFlow has no CUDA GPU support on macOS"
+    if not built_with_cuda:
+        return "this TensorFlow build has no CUDA support (a CPU-only package)"
+    if not _loads("libcuda.so.1"):
+        return "no NVIDIA driver was found (libcuda.so.1); check that `nvidia-smi` works"
+    return ("the CUDA libraries were not found; install them with "
+            "pip install \"tensorflow[and-cuda]\"")
