@@ -6,16 +6,20 @@ export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export MPLBACKEND ?= Agg
 
-# Demo: a synthetic 3-class dataset, a short two-phase training run from scratch on the CPU, then
+# Demo: a synthetic 4-class dataset, a short two-phase training run from scratch on the CPU, then
 # predict + mIoU. resnet50, not vgg: without ImageNet weights, VGG16 (no batch norm, N(0, 0.02)
 # init) hardly leaves the all-background solution in a CPU budget; resnet50's batch norm trains
-# from scratch in a few epochs (val mIoU ~0.9 after 10). Adam's LR is pinned to 1e-4 anyway.
+# from scratch in a few epochs. Adam's LR is pinned to 1e-4 anyway.
+# The demo writes only into DEMO_DATA and DEMO_OUT, folders of its own (see utils/demo_manifest.py).
+DEMO_DATA := VOCdevkit/demo
+DEMO_OUT := logs/demo
+DEMO_IMAGES := 300
 DEMO_TRAIN := --num_classes 4 --backbone resnet50 --model_path "" --input_shape 64 96 \
 	--Freeze_Epoch 1 --UnFreeze_Epoch 10 --Freeze_batch_size 4 --Unfreeze_batch_size 4 \
-	--optimizer_type adam --eval_period 2 --save_period 10 --save_dir logs/demo
-DEMO_MODEL := --model_path logs/demo/best_epoch_weights.weights.h5 --num_classes 4 \
-	--backbone resnet50 --input_shape 64 96
+	--optimizer_type adam --eval_period 2 --save_period 10
+DEMO_SHAPE := --num_classes 4 --backbone resnet50 --input_shape 64 96
 DEMO_NAMES := --name_classes background circle square triangle
+DEMO_MODEL = --model_path $(DEMO_OUT)/best_epoch_weights.weights.h5 $(DEMO_SHAPE)
 
 .PHONY: venv demo docs test lint clean-demo constraints
 
@@ -36,16 +40,19 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	touch $@
 
 demo: venv
-	$(PY) -m utils.demo_data
-	$(PY) voc_annotation.py
-	$(PY) train.py $(DEMO_TRAIN)
-	$(PY) predict.py --mode dir_predict $(DEMO_MODEL) --dir_origin_path img/ --dir_save_path img_out/
-	$(PY) get_miou.py $(DEMO_MODEL) $(DEMO_NAMES)
+	$(PY) -m utils.demo_data --out $(DEMO_DATA) --num_images $(DEMO_IMAGES) --outputs $(DEMO_OUT)
+	$(PY) voc_annotation.py --VOCdevkit_path $(DEMO_DATA)
+	$(PY) train.py $(DEMO_TRAIN) --VOCdevkit_path $(DEMO_DATA) --save_dir $(DEMO_OUT)
+	$(PY) predict.py --mode dir_predict $(DEMO_MODEL) --dir_origin_path img/ \
+		--dir_save_path $(DEMO_OUT)/img_out/
+	$(PY) get_miou.py $(DEMO_MODEL) $(DEMO_NAMES) --VOCdevkit_path $(DEMO_DATA) \
+		--miou_out_path $(DEMO_OUT)/miou_out
 
 # README's pictures (docs/*.png) from the demo run; trains it first if its checkpoint is missing.
 docs: venv
-	@test -f logs/demo/best_epoch_weights.weights.h5 || $(MAKE) demo
-	$(PY) -m docs.make_pictures $(DEMO_MODEL) $(DEMO_NAMES)
+	@test -f $(DEMO_OUT)/best_epoch_weights.weights.h5 || $(MAKE) demo
+	$(PY) -m docs.make_pictures $(DEMO_MODEL) $(DEMO_NAMES) --log_dir $(DEMO_OUT) \
+		--VOCdevkit_path $(DEMO_DATA)
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -54,9 +61,9 @@ lint: venv
 test: venv lint
 	$(PY) tests/run_suite.py -q
 
+# Deletes exactly the files make demo wrote (listed in $(DEMO_DATA)/demo_manifest.json).
 clean-demo:
-	rm -rf VOCdevkit/VOC2007/JPEGImages VOCdevkit/VOC2007/SegmentationClass \
-		VOCdevkit/VOC2007/ImageSets logs/demo img_out miou_out
+	$(PYTHON) -m utils.demo_manifest $(DEMO_DATA)
 
 # Pin the newest versions requirements*.txt allow: a fresh venv without constraints, frozen.
 # Run make test afterwards, and commit constraints.txt when it passes.

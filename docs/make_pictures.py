@@ -24,7 +24,7 @@ input_shape = [64, 96]  # [height, width] the checkpoint was trained at
 name_classes = ["background", "circle", "square", "triangle"]  # class names, in index order
 images = ["img/demo_1.jpg", "img/demo_2.jpg", "img/demo_3.jpg"]  # inputs shown in the overlay
 log_dir = "logs/demo"  # training's save_dir: its newest loss_* folder holds the curves
-VOCdevkit_path = "VOCdevkit"  # dataset whose val split gives the per-class bars
+VOCdevkit_path = "VOCdevkit/demo"  # dataset whose val split gives the per-class bars
 out_dir = "docs"  # where the PNGs go
 max_kb = 150  # fewer colours, then a warning, when a picture is larger (they are committed)
 

@@ -10,7 +10,7 @@ more than the demo's few CPU minutes to learn the shapes alone.
 """
 
 import colorsys
-import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -18,14 +18,17 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from utils.dataset import IGNORE_VALUE, VOCLayout, save_label
+from utils.demo_manifest import check_demo_folders, read_manifest, remove_outputs, write_manifest
 
 # ---- Demo dataset ------------------------------------------------------------------------------
-# The VOCdevkit folder to write into.
-out = "VOCdevkit"
+# The demo's own VOCdevkit folder: it refuses to write where files it did not write are.
+out = "VOCdevkit/demo"
 # How many images and labels to write.
 num_images = 300
-# Where the sample pictures go.
-img_dir = "img"
+# Folders the demo's later steps write into (train.py's save_dir): the demo's too.
+outputs = ["logs/demo"]
+# Also write sample pictures (demo_1..4.jpg, demo_large.jpg) here; "" for none (img/ has them).
+img_dir = ""
 # The same seed always gives the same files.
 seed = 0
 # Any hue for any class: shape is the only cue (much slower to learn).
@@ -38,7 +41,6 @@ MUTED, VIVID = (0.0, 0.35), (0.55, 1.0)  # saturation of background / object col
 CLASS_HUES = {1: 0.0, 2: 1 / 3, 3: 2 / 3}  # red, green, blue families
 HUE_SPREAD = 1 / 8  # +-45 degrees around the family hue
 MIN_CONTRAST = 100  # RGB distance between an object and the background behind it
-DEMO_ID = re.compile(r"demo_\d{4}\.(jpg|png)")
 
 
 def _colour(rng: np.random.Generator, saturation: tuple, value: tuple,
@@ -129,47 +131,69 @@ def make_scene(
     return np.clip(image, 0, 255).astype(np.uint8), label
 
 
-def write_demo_dataset(
-    out: str | Path = "VOCdevkit",
-    num_images: int = 300,
-    img_dir: str | Path = "img",
-    seed: int = 0,
-    *,
-    class_hues: bool = True,
-) -> str:
-    """Write the images, labels and sample pictures; returns a one-line summary."""
-    layout = VOCLayout(Path(out))
-    images, labels = layout.image_dir, layout.label_dir
-    images.mkdir(parents=True, exist_ok=True)
-    labels.mkdir(parents=True, exist_ok=True)
-    for stale in [*images.iterdir(), *labels.iterdir()]:
-        if DEMO_ID.fullmatch(stale.name) and int(stale.name[5:9]) >= num_images:
-            stale.unlink()
-    for index in range(num_images):
-        image, label = make_scene(np.random.default_rng([seed, index]), class_hues=class_hues)
-        Image.fromarray(image).save(images / f"demo_{index:04d}.jpg", quality=95)
-        save_label(label, labels / f"demo_{index:04d}.png")
-
+def write_sample_pictures(img_dir: str | Path, seed: int = 0, *,
+                          class_hues: bool = True) -> list[Path]:
+    """demo_1..4.jpg (the demo's size) and demo_large.jpg (LARGE_SIZE) in `img_dir`."""
     img_dir = Path(img_dir)
     img_dir.mkdir(parents=True, exist_ok=True)
-    for index in range(1, 5):
-        image, _ = make_scene(np.random.default_rng([seed, 10**6 + index]), class_hues=class_hues)
-        Image.fromarray(image).save(img_dir / f"demo_{index}.jpg", quality=95)
-    image, _ = make_scene(np.random.default_rng([seed, 2 * 10**6]), LARGE_SIZE,
-                          class_hues=class_hues)
-    Image.fromarray(image).save(img_dir / "demo_large.jpg", quality=95)
+    written = []
+    for index, size in [(1, IMAGE_SIZE), (2, IMAGE_SIZE), (3, IMAGE_SIZE), (4, IMAGE_SIZE),
+                        ("large", LARGE_SIZE)]:
+        rng = np.random.default_rng([seed, 2 * 10**6] if index == "large" else
+                                    [seed, 10**6 + index])
+        image, _ = make_scene(rng, size, class_hues=class_hues)
+        written.append(img_dir / f"demo_{index}.jpg")
+        Image.fromarray(image).save(written[-1], quality=95)
+    return written
+
+
+def write_demo_dataset(
+    out: str | Path = "VOCdevkit/demo",
+    num_images: int = 300,
+    img_dir: str | Path | None = None,
+    seed: int = 0,
+    *,
+    outputs: Sequence[str | Path] = (),
+    class_hues: bool = True,
+) -> str:
+    """Write the images and labels (and sample pictures into `img_dir`, if given) into a
+    folder of the demo's own; returns a one-line summary.
+
+    `outputs` are the folders the demo's later steps write into (train.py's save_dir). A
+    manifest lists everything, so that `clean_demo` deletes exactly this; folders holding
+    files an earlier demo run did not write are refused before anything is written.
+    """
+    layout = VOCLayout(Path(out))
+    outputs = [layout.root / "VOC2007" / "ImageSets", *map(Path, outputs)]
+    check_demo_folders(layout.root, outputs)
+    previous = read_manifest(layout.root)
+    remove_outputs(layout.root)
+    for stale in previous["files"] if previous else ():
+        stale.unlink(missing_ok=True)
+    layout.image_dir.mkdir(parents=True, exist_ok=True)
+    layout.label_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index in range(num_images):
+        image, label = make_scene(np.random.default_rng([seed, index]), class_hues=class_hues)
+        written += [layout.image_dir / f"demo_{index:04d}.jpg",
+                    layout.label_dir / f"demo_{index:04d}.png"]
+        Image.fromarray(image).save(written[-2], quality=95)
+        save_label(label, written[-1])
+    samples = "" if img_dir is None else f", and demo_1..4.jpg + demo_large.jpg to {img_dir}/"
+    if img_dir is not None:
+        written += write_sample_pictures(img_dir, seed, class_hues=class_hues)
+    write_manifest(layout.root, written, outputs)
     return (f"Wrote {num_images} demo images ({IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}) and labels "
             f"(1 circle, 2 square, 3 triangle, 255 borders; num_classes = 4) to "
-            f"{Path(out) / 'VOC2007'}, and demo_1..4.jpg + demo_large.jpg "
-            f"({LARGE_SIZE[0]}x{LARGE_SIZE[1]}) to {img_dir}/.")
+            f"{layout.root / 'VOC2007'}{samples}.")
 
 
 def main(argv: list[str] | None = None) -> None:
     from utils.config import load_config
 
     cfg = load_config(__file__, argv)
-    print(write_demo_dataset(cfg.out, cfg.num_images, cfg.img_dir, cfg.seed,
-                             class_hues=not cfg.random_colours))
+    print(write_demo_dataset(cfg.out, cfg.num_images, cfg.img_dir or None, cfg.seed,
+                             outputs=cfg.outputs, class_hues=not cfg.random_colours))
 
 
 if __name__ == "__main__":
