@@ -3,7 +3,8 @@
 Sections: the float32 matmul roof; bare-model inference at batch 1 (TensorFlow graph, XLA,
 onnxruntime float32, bfloat16, onnxruntime int8); the predictor end to end against the bare
 model; one training step of train.py's model, loss and optimizer (each configuration in its own
-process, which also gives its peak RSS); the training input pipeline; with --model_path and
+process, which also gives its peak RSS); the training input pipeline; make demo's arithmetic
+(TFLOP) and its training step as a share of the roof; with --model_path and
 --VOCdevkit_path, the val mIoU and class-map agreement of each precision; with --strategy,
 training steps on 1 and on 2 worker processes of a local multi-worker cluster. Every figure is
 the min and median over repeats after warm-up. Results go to benchmark.json and benchmark.md.
@@ -25,8 +26,8 @@ from utils.config import load_config
 # About a minute: 256² only (or --size), 2 repeats, no bfloat16, tf_fp32_live or 512² training;
 # with --device gpu about 3 minutes: 3 repeats, no largest-batch search.
 quick = False
-# Any of roof inference predictor training pipeline accuracy strategy. [] = all but strategy,
-# and accuracy only with model_path and VOCdevkit_path.
+# Any of roof inference predictor training pipeline demo accuracy strategy. [] = all but
+# strategy, and accuracy only with model_path and VOCdevkit_path.
 sections = []
 # Only the input pipeline (same as --sections pipeline).
 pipeline = False

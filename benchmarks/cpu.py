@@ -8,6 +8,7 @@ from typing import Any
 
 import keras
 
+from benchmarks.demo import bench_demo
 from benchmarks.inference import bench_accuracy, bench_inference, bench_roof, write_inputs
 from benchmarks.pipeline import bench_pipeline
 from benchmarks.report import write_results
@@ -69,6 +70,8 @@ def run_cpu(cfg: Any) -> dict:
             cfg.size[0] if cfg.quick else 512, cfg.num_classes, cfg.batch_size,
             num_images=8 if cfg.quick else 32, batches=2 if cfg.quick else 8,
             repeats=cfg.repeats)
+    if "demo" in cfg.sections:
+        results["demo"] = bench_demo(cfg, roof)
     if "strategy" in cfg.sections:
         results["strategy"] = bench_strategy(cfg)
     results["targets"] = evaluate(results, CPU_TARGETS)

@@ -11,7 +11,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import keras
@@ -53,12 +53,15 @@ def peak_rss_gib() -> float:
     return kib / 2**20
 
 
-def synthetic_batch(batch: int, size: int, num_classes: int) -> tuple:
+def synthetic_batch(batch: int, size: int | Sequence[int], num_classes: int) -> tuple:
     """Random images in [-1, 1] and one-hot targets of 16x16-pixel blocks of random classes
-    (the last channel is the ignore class, as in the data), made by the Keras backend."""
+    (the last channel is the ignore class, as in the data), made by the Keras backend.
+    `size` is a square's side or (height, width)."""
     ops = keras.ops
-    x = keras.random.uniform((batch, size, size, 3), -1.0, 1.0, seed=0)
-    blocks = keras.random.randint((batch, size // 16, size // 16), 0, num_classes + 1, seed=1)
+    height, width = (size, size) if isinstance(size, int) else size
+    x = keras.random.uniform((batch, height, width, 3), -1.0, 1.0, seed=0)
+    blocks = keras.random.randint((batch, height // 16, width // 16), 0, num_classes + 1,
+                                  seed=1)
     labels = ops.repeat(ops.repeat(blocks, 16, axis=1), 16, axis=2)
     return x, ops.one_hot(labels, num_classes + 1)
 

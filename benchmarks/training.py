@@ -22,15 +22,20 @@ from utils.flops import count_flops
 CONFIGS = ((256, 4), (512, 2))
 
 
+def image_shape(size: int | list[int]) -> list[int]:
+    """[height, width] of a square's side or of [height, width]."""
+    return [size, size] if isinstance(size, int) else list(size)
+
+
 def train_model(spec: dict, strategy: Any, precision: str = "float32") -> keras.Model:
     """train.py's U-Net, compiled as its unfrozen phase at `spec`'s size and batch, with
     random weights, under `strategy` and `precision`."""
     from utils.precision import dtype_policy
     from utils.training import Phase, build_model, compile_phase
 
-    size, batch = spec["size"], spec["batch"]
+    shape, batch = image_shape(spec["size"]), spec["batch"]
     cfg = train_config(spec["num_classes"], "--backbone", spec["backbone"], "--model_path", '""',
-                       "--input_shape", str(size), str(size), "--mixed_precision", precision,
+                       "--input_shape", *map(str, shape), "--mixed_precision", precision,
                        "--Unfreeze_batch_size", str(batch))
     phase = Phase(frozen=False, batch_size=batch, start=0, end=cfg.UnFreeze_Epoch, first=True)
     with dtype_policy(cfg.mixed_precision), quiet():
@@ -49,7 +54,7 @@ def train_step(spec: dict) -> dict:
     x, y = synthetic_batch(batch, size, classes)
     timing = time_call(lambda: model.train_on_batch(x, y), spec["repeats"], warmup=1)
     rss_gib = peak_rss_gib()  # before the model built for counting FLOPs adds to it
-    flops = 3 * count_flops(build_unet((size, size, 3), classes, spec["backbone"])) * batch
+    flops = 3 * count_flops(build_unet((*image_shape(size), 3), classes, spec["backbone"])) * batch
     return {**{k: spec[k] for k in ("size", "batch", "precision")}, **timing,
             "images_per_s": round(batch / timing["s_min"], 2),
             "gflops": round(flops / timing["s_min"] / 1e9, 1),

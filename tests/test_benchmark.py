@@ -41,7 +41,7 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out_json.read_text())
     assert list(results) == ["machine", "settings", "roof", "inference", "predictor",
-                             "training", "pipeline", "targets", "seconds"]
+                             "training", "pipeline", "demo", "targets", "seconds"]
     assert {"cpu", "cores", "cpu_flags", "gpus", "tensorflow", "keras", "onnxruntime",
             "load_average_start", "load_average_end"} == set(results["machine"])
     assert results["settings"] == {"quick": True, "sizes": [64], "repeats": 1,
@@ -59,7 +59,14 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     assert (train["size"], train["batch"], train["precision"]) == (64, 4, "float32")
     assert train["images_per_s"] > 0 and 0.1 < train["peak_rss_gib"] < 64
     assert results["pipeline"]["images_per_s_median"] > 0
+    demo = results["demo"]  # make demo's settings, whatever --size says
+    assert demo["tflop"] == pytest.approx(sum(demo[f"{part}_tflop"] for part in (
+        "frozen", "unfrozen", "val_loss", "evaluation")), abs=0.03)
+    assert demo["step_gflops"] == pytest.approx(demo["unfrozen_step_gflop"] / demo["step_s_min"],
+                                                rel=0.02)
+    assert 0 < demo["pct_roof"] < 150
     names = [t["target"] for t in results["targets"]]
+    assert "make demo training TFLOP" in names
     assert "fp32 inference 64² % of roof" in names and "input pipeline images/s" in names
 
     markdown = out_md.read_text()
@@ -202,6 +209,37 @@ def test_gpu_targets_compare_mixed_precision_with_float32():
     results["settings"] = {"common_batch": 8}  # no float32 row at that batch
     assert [t["target"] for t in evaluate(results, GPU_TARGETS)] == [
         "bfloat16 training 512² images/s vs float32, largest batch each"]
+
+
+def test_training_arithmetic_counts_each_phase():
+    from benchmarks.demo import training_arithmetic
+    from benchmarks.harness import train_config
+    from nets.unet import Unet, freeze_backbone
+    from utils.flops import count_flops, layer_flops
+
+    cfg = train_config(4, "--backbone", "vgg", "--input_shape", "32", "32", "--Freeze_Epoch",
+                       "1", "--UnFreeze_Epoch", "3", "--Freeze_batch_size", "2",
+                       "--Unfreeze_batch_size", "4", "--eval_period", "2")
+    model = Unet((32, 32, 3), 4, "vgg")
+    forward = count_flops(model)
+    freeze_backbone(model, "vgg")
+    decoder = sum(layer_flops(layer) for layer in model.layers if layer.trainable)
+    assert 0 < decoder < forward
+    flops = training_arithmetic(cfg, num_train=11, num_val=3)
+    assert flops == pytest.approx({
+        "frozen": 10 * (forward + 2 * decoder),  # 5 steps of 2 images, 1 left over
+        "unfrozen": 2 * 8 * 3 * forward,  # 2 epochs of 2 steps of 4
+        "val_loss": 3 * 3 * forward, "evaluation": 1 * 3 * forward,
+        "unfrozen_step": 3 * forward * 4})
+
+
+def test_make_demo_spends_at_most_half_the_first_demos_arithmetic():
+    from benchmarks.demo import demo_arithmetic, demo_settings
+
+    args, num_images = demo_settings()
+    assert "--backbone" in args and num_images > 0
+    _, demo = demo_arithmetic()
+    assert demo["tflop"] <= 17.75 and demo["frozen_tflop"] > 0  # a real two-phase run
 
 
 def test_time_call_warms_up_then_times():

@@ -19,6 +19,11 @@ def _layer_macs(layer: keras.layers.Layer) -> float:
     return 0  # padding, pooling, activation, add, concatenate, upsampling
 
 
+def layer_flops(layer: keras.layers.Layer) -> float:
+    """FLOPs of one layer (a nested model counts its layers) for one image."""
+    return 2.0 * _layer_macs(layer)
+
+
 def count_flops(model: keras.Model) -> float:
     """FLOPs of one forward pass of one image: 2 x multiply-accumulates of convs and BN."""
     return 2.0 * _layer_macs(model)

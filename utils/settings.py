@@ -18,8 +18,8 @@ from utils.schedules import LR_DECAY_TYPES, OPTIMIZER_TYPES, get_lr_scheduler
 
 PREDICT_MODES = ("predict", "video", "fps", "dir_predict", "export_onnx", "predict_onnx",
                  "export_savedmodel", "export_tflite")
-BENCHMARK_SECTIONS = ("roof", "inference", "predictor", "training", "pipeline", "accuracy",
-                      "strategy")
+BENCHMARK_SECTIONS = ("roof", "inference", "predictor", "training", "pipeline", "demo",
+                      "accuracy", "strategy")
 # tf_fp32 freezes the loaded weights into the graph (the predictor's default); tf_fp32_live reads
 # them from the variables on every call, as training's evaluation does.
 BENCHMARK_BACKENDS = ("tf_fp32", "tf_fp32_live", "tf_fp32_xla", "ort_fp32", "tf_bf16",
