@@ -82,6 +82,10 @@ focal_loss = False
 cls_weights = np.ones([num_classes], np.float32)
 # Kept from the original; tf.data reads and augments in parallel threads whatever its value.
 num_workers = 1
+# Batch norm (resnet50): before each validation, re-estimate its statistics from this many
+# training images instead of the moving averages, which lag far behind the weights when
+# training from scratch at small batches. 0 = off, as the original. One device only.
+precise_bn_images = 0
 
 # ---- Run --------------------------------------------------------------------------------------
 # Seed for Python, NumPy and TensorFlow: same seed, same initial weights and batches.

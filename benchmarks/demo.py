@@ -20,11 +20,13 @@ def demo_settings(makefile: Path = MAKEFILE) -> tuple[list[str], int]:
 
 
 def training_arithmetic(cfg: Any, num_train: int, num_val: int) -> dict:
-    """FLOPs of a whole train.py run, by part: the frozen steps (forward, plus backward through the
-    trainable decoder), the unfrozen steps (3 x forward), the val loss of every epoch and the
-    mIoU evaluations; convolutions and batch norm only, as `utils.flops` counts them."""
+    """FLOPs of a whole train.py run, by part: the frozen steps (forward, plus backward
+    through the trainable decoder), the unfrozen steps (3 x forward), the val loss of every
+    epoch, the mIoU evaluations and the precise batch norm; convolutions and batch norm only,
+    as `utils.flops` counts them."""
     from nets.unet import Unet, freeze_backbone
     from utils.flops import count_flops, layer_flops
+    from utils.precise_bn import trainable_batch_norms
 
     model = Unet((*cfg.input_shape, 3), cfg.num_classes, cfg.backbone)
     forward = count_flops(model)
@@ -35,9 +37,14 @@ def training_arithmetic(cfg: Any, num_train: int, num_val: int) -> dict:
     unfrozen = ((cfg.UnFreeze_Epoch - frozen_epochs) * (num_train // cfg.Unfreeze_batch_size)
                 * cfg.Unfreeze_batch_size)
     evaluations = cfg.UnFreeze_Epoch // cfg.eval_period if cfg.eval_flag else 0
+    # precise batch norm: one forward pass of its images per epoch whose batch norms train
+    recalibrated = (cfg.UnFreeze_Epoch - frozen_epochs
+                    + (frozen_epochs if trainable_batch_norms(model) else 0))
+    precise_bn = min(cfg.precise_bn_images, num_train) * recalibrated
     return {"frozen": frozen * (forward + 2 * trainable), "unfrozen": unfrozen * 3 * forward,
             "val_loss": cfg.UnFreeze_Epoch * num_val * forward,
             "evaluation": evaluations * num_val * forward,
+            "precise_bn": precise_bn * forward,
             "unfrozen_step": 3 * forward * cfg.Unfreeze_batch_size}
 
 

@@ -61,7 +61,7 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     assert results["pipeline"]["images_per_s_median"] > 0
     demo = results["demo"]  # make demo's settings, whatever --size says
     assert demo["tflop"] == pytest.approx(sum(demo[f"{part}_tflop"] for part in (
-        "frozen", "unfrozen", "val_loss", "evaluation")), abs=0.03)
+        "frozen", "unfrozen", "val_loss", "evaluation", "precise_bn")), abs=0.03)
     assert demo["step_gflops"] == pytest.approx(demo["unfrozen_step_gflop"] / demo["step_s_min"],
                                                 rel=0.02)
     assert 0 < demo["pct_roof"] < 150
@@ -229,8 +229,12 @@ def test_training_arithmetic_counts_each_phase():
     assert flops == pytest.approx({
         "frozen": 10 * (forward + 2 * decoder),  # 5 steps of 2 images, 1 left over
         "unfrozen": 2 * 8 * 3 * forward,  # 2 epochs of 2 steps of 4
-        "val_loss": 3 * 3 * forward, "evaluation": 1 * 3 * forward,
+        "val_loss": 3 * 3 * forward, "evaluation": 1 * 3 * forward, "precise_bn": 0,
         "unfrozen_step": 3 * forward * 4})
+    with_bn = training_arithmetic(cfg.replace(backbone="resnet50", precise_bn_images=6), 11, 3)
+    resnet = count_flops(Unet((32, 32, 3), 4, "resnet50"))
+    # every epoch: conv5_block3_3_bn trains in the frozen phase too
+    assert with_bn["precise_bn"] == pytest.approx(3 * 6 * resnet)
 
 
 def test_make_demo_spends_at_most_half_the_first_demos_arithmetic():

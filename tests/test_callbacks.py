@@ -28,6 +28,7 @@ from utils.checkpoints import (
 from utils.config import load_config
 from utils.demo_data import write_demo_dataset
 from utils.evaluation import evaluate_split
+from utils.precise_bn import PreciseBatchNorm
 from utils.predictor import Predictor
 from utils.training_state import (
     Stateful,
@@ -231,6 +232,10 @@ def test_callback_order_and_state_keys(tmp_path):
                      "LossHistory", "WeightsCheckpoint", "WeightsCheckpoint", "WeightsCheckpoint",
                      "TrainingLog", "TrainingStateCheckpoint", "Callback"]
     assert ordered[-1] is extra
+    with_bn = training_callbacks(shared, lambda epoch: 1e-3, saver, [extra],
+                                 PreciseBatchNorm(list))
+    assert [type(c).__name__ for c in with_bn[:3]] == ["NaNGuard", "PreciseBatchNorm",
+                                                       "LearningRateScheduler"]
     stateful = [c for c in ordered if isinstance(c, Stateful)]
     assert [c.state_key for c in stateful] == ["eval", "loss_history", "periodic", "last", "best"]
 

@@ -230,18 +230,21 @@ def shared_callbacks(cfg: Any, save_dir: Path, log_dir: Path,
 
 def training_callbacks(shared: list[keras.callbacks.Callback], schedule: Any,
                        state_saver: TrainingStateCheckpoint,
-                       extra: Sequence[keras.callbacks.Callback] = ()
+                       extra: Sequence[keras.callbacks.Callback] = (),
+                       precise_bn: keras.callbacks.Callback | None = None,
                        ) -> list[keras.callbacks.Callback]:
     """One phase's callbacks, in the order Keras runs them at every epoch end:
 
     1. NaNGuard, first: a non-finite loss raises before anything of the epoch is saved;
-    2. the phase's LearningRateScheduler, which puts learning_rate into the logs;
-    3. the mIoU evaluation, which puts val_miou into the logs of its epochs;
-    4. TensorBoard, LossHistory, the periodic, last and best checkpoints and the CSV log, which
+    2. PreciseBatchNorm, if on: the statistics are re-estimated before anything reads them;
+    3. the phase's LearningRateScheduler, which puts learning_rate into the logs;
+    4. the mIoU evaluation, which puts val_miou into the logs of its epochs;
+    5. TensorBoard, LossHistory, the periodic, last and best checkpoints and the CSV log, which
        read those logs (the shared instances, in that order);
-    5. TrainingStateCheckpoint, which stores what all of them did;
-    6. the caller's extra callbacks (Keras' progress line comes after all of these).
+    6. TrainingStateCheckpoint, which stores what all of them did;
+    7. the caller's extra callbacks (Keras' progress line comes after all of these).
     """
     guard, *rest = shared
     scheduler = keras.callbacks.LearningRateScheduler(schedule, verbose=1)
-    return [guard, scheduler, *rest, state_saver, *extra]
+    return [guard, *([precise_bn] if precise_bn else []), scheduler, *rest, state_saver,
+            *extra]

@@ -50,10 +50,11 @@ LIST_CHOICES: dict[str, tuple] = {
 SIZE_LISTS = ("size", "eval_shape", "infer_batch")
 WHOLE_NUMBERS = ("num_classes", "Init_Epoch", "Freeze_Epoch", "UnFreeze_Epoch",
                  "Freeze_batch_size", "Unfreeze_batch_size", "save_period", "eval_period", "seed",
-                 "test_interval", "calibration_images", "num_workers")
+                 "test_interval", "calibration_images", "num_workers", "precise_bn_images")
 AT_LEAST_ONE = ("Freeze_batch_size", "Unfreeze_batch_size", "UnFreeze_Epoch", "save_period",
                 "eval_period", "test_interval")
-NOT_NEGATIVE = ("Init_Epoch", "Freeze_Epoch", "Min_lr", "weight_decay", "calibration_images")
+NOT_NEGATIVE = ("Init_Epoch", "Freeze_Epoch", "Min_lr", "weight_decay", "calibration_images",
+                "precise_bn_images")
 # Rules owned by the model builder: they raise ValueError with the fix in the message.
 MODEL_RULES: dict[str, Callable[[Any], object]] = {
     "backbone": check_backbone,

@@ -31,6 +31,7 @@ from utils.distribute import (
     worker_dir,
 )
 from utils.errors import UserError
+from utils.precise_bn import PreciseBatchNorm
 from utils.precision import dtype_policy
 from utils.recipe import apply_weight_decay, compile_for_training
 from utils.run_info import describe_run, write_json
@@ -261,6 +262,19 @@ def phase_datasets(cfg: Any, layout: VOCLayout, strategy: tf.distribute.Strategy
     return [batches(splits[0], train=True), batches(splits[1], train=False)]
 
 
+def precise_bn_callback(cfg: Any, layout: VOCLayout, phase: Phase,
+                        train_ids: list[str]) -> PreciseBatchNorm | None:
+    """With precise_bn_images, the callback that re-estimates batch-norm statistics from the
+    first precise_bn_images training images (without augmentation), in full phase batches."""
+    if not cfg.precise_bn_images:
+        return None
+    ids = train_ids[:max(cfg.precise_bn_images, phase.batch_size)]
+    dataset = make_dataset(layout, ids, cfg.input_shape, phase.batch_size, cfg.num_classes,
+                           train=False, seed=cfg.seed)
+    batches = steps_per_epoch(len(ids), phase.batch_size)
+    return PreciseBatchNorm(lambda: (images for images, _ in dataset.take(batches)))
+
+
 def train(
     cfg: Any,
     strategy: tf.distribute.Strategy | None = None,
@@ -277,6 +291,10 @@ def train(
         check_weights_file(cfg.model_path)
     strategy = strategy or select_strategy(cfg.train_gpu)
     print(f"Number of devices: {strategy.num_replicas_in_sync}")
+    if cfg.precise_bn_images and strategy.num_replicas_in_sync > 1:
+        raise TrainingError(f"precise_bn_images = {cfg.precise_bn_images} works on one device "
+                            f"only, and this run has {strategy.num_replicas_in_sync}; set it "
+                            "to 0 (large global batches need it least).")
     check_batch_sizes(strategy, {"Freeze_batch_size": cfg.Freeze_batch_size,
                                  "Unfreeze_batch_size": cfg.Unfreeze_batch_size})
     save_dir = worker_dir(cfg.save_dir, strategy)
@@ -320,7 +338,9 @@ def train(
                     "phase": phase.number, "log_dir": log_dir.name,
                     "settings": resume_settings(cfg)})
                 run_phase(model, phase, phase_datasets(cfg, layout, strategy, phase, splits),
-                          training_callbacks(shared, schedule, state_saver, callbacks), splits)
+                          training_callbacks(shared, schedule, state_saver, callbacks,
+                                             precise_bn_callback(cfg, layout, phase, splits[0])),
+                          splits)
     except KeyboardInterrupt:
         print(f"\n{describe_interrupt(save_dir)}")
         raise
