@@ -67,7 +67,9 @@ def cpu_markdown(results: dict) -> str:
                      f"size {roof['float32_matmul']}; bfloat16: {roof['bfloat16_gflops']}).")
     for title, key, columns in CPU_TABLES:
         if results.get(key):
-            parts.append(f"## {title}\n\n{markdown_table(results[key], columns)}")
+            rows = results[key]
+            rows = [rows] if isinstance(rows, dict) else rows  # a section of one row
+            parts.append(f"## {title}\n\n{markdown_table(rows, columns)}")
         if key == "training" and "pipeline" in results:
             pipeline = results["pipeline"]
             parts.append(f"## Input pipeline\n\n{pipeline['input']}: "

@@ -73,6 +73,7 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     assert markdown.startswith("# Benchmark")
     assert "| size | backend | s_min |" in markdown and "| 64 | ort_int8 |" in markdown
     assert "## Targets" in markdown
+    assert "| 64x64 | resnet50 | 4 |" in markdown  # make demo's row
 
 
 @pytest.mark.slow
