@@ -9,15 +9,18 @@ export MPLBACKEND ?= Agg
 # Demo: a synthetic 4-class dataset, a short two-phase training run from scratch on the CPU, then
 # predict + mIoU. resnet50, not vgg: without ImageNet weights, VGG16 (no batch norm, N(0, 0.02)
 # init) hardly leaves the all-background solution in a CPU budget; resnet50's batch norm trains
-# from scratch in a few epochs. Adam's LR is pinned to 1e-4 anyway.
+# from scratch in a few epochs, and with precise_bn_images its val mIoU shows it. Square 128x128
+# images at 64x64 waste no compute on letterbox padding; focal + dice loss finds the small
+# objects in fewer steps. The run costs 17.6 TFLOP (python benchmark.py --sections demo).
 # The demo writes only into DEMO_DATA and DEMO_OUT, folders of its own (see utils/demo_manifest.py).
 DEMO_DATA := VOCdevkit/demo
 DEMO_OUT := logs/demo
-DEMO_IMAGES := 300
-DEMO_TRAIN := --num_classes 4 --backbone resnet50 --model_path "" --input_shape 64 96 \
-	--Freeze_Epoch 1 --UnFreeze_Epoch 10 --Freeze_batch_size 4 --Unfreeze_batch_size 4 \
-	--optimizer_type adam --eval_period 2 --save_period 10
-DEMO_SHAPE := --num_classes 4 --backbone resnet50 --input_shape 64 96
+DEMO_IMAGES := 270
+DEMO_TRAIN := --num_classes 4 --backbone resnet50 --model_path "" --input_shape 64 64 \
+	--Freeze_Epoch 1 --UnFreeze_Epoch 8 --Freeze_batch_size 4 --Unfreeze_batch_size 4 \
+	--optimizer_type adam --dice_loss True --focal_loss True --precise_bn_images 32 \
+	--eval_period 2 --save_period 8
+DEMO_SHAPE := --num_classes 4 --backbone resnet50 --input_shape 64 64
 DEMO_NAMES := --name_classes background circle square triangle
 DEMO_MODEL = --model_path $(DEMO_OUT)/best_epoch_weights.weights.h5 $(DEMO_SHAPE)
 

@@ -20,7 +20,7 @@ from utils.errors import MissingFileError
 model_path = "logs/demo/best_epoch_weights.weights.h5"  # the checkpoint to show (make demo's)
 num_classes = 4  # number of classes + 1 (background) of that checkpoint
 backbone = "resnet50"  # encoder of that checkpoint: vgg or resnet50
-input_shape = [64, 96]  # [height, width] the checkpoint was trained at
+input_shape = [64, 64]  # [height, width] the checkpoint was trained at
 name_classes = ["background", "circle", "square", "triangle"]  # class names, in index order
 images = ["img/demo_1.jpg", "img/demo_2.jpg", "img/demo_3.jpg"]  # inputs shown in the overlay
 log_dir = "logs/demo"  # training's save_dir: its newest loss_* folder holds the curves

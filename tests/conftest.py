@@ -48,7 +48,7 @@ def write_voc_item(root: Path, image_id: str, image, label, ext: str | None = ".
 
 
 def write_voc(root: Path, num_train: int = 4, num_val: int = 2) -> Path:
-    """Demo images (160x120; circle, square, triangle + background) with explicit train/val
+    """Demo images (128x128; circle, square, triangle + background) with explicit train/val
     splits: the first num_train ids train, the next num_val validate."""
     dataset = root / "VOCdevkit"
     write_demo_dataset(dataset, num_images=num_train + num_val, img_dir=root / "img")

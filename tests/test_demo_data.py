@@ -42,14 +42,14 @@ def test_files_are_voc_format_with_all_classes_and_borders(tmp_path):
     values = set()
     for image_file, label_file in zip(images, labels, strict=True):
         label = Image.open(label_file)
-        assert label.mode == "P" and label.size == (160, 120) == Image.open(image_file).size
+        assert label.mode == "P" and label.size == (128, 128) == Image.open(image_file).size
         assert label.getpalette()[:12] == voc_palette()[:4].ravel().tolist()
         values |= set(np.unique(np.asarray(label)).tolist())
     assert values == {0, 1, 2, 3, 255}
     report = audit_dataset(tmp_path / "VOCdevkit", num_classes=4, progress=False)
     assert report.fatal == [] and report.warnings == []
     for name in ("demo_1.jpg", "demo_2.jpg", "demo_3.jpg", "demo_4.jpg"):
-        assert Image.open(tmp_path / "img" / name).size == (160, 120)
+        assert Image.open(tmp_path / "img" / name).size == (128, 128)
     assert Image.open(tmp_path / "img" / "demo_large.jpg").size == (500, 375)
 
 
@@ -69,7 +69,7 @@ def test_objects_are_15_to_45_percent_of_the_height():
     for seed in range(10):
         _, label = make_scene(np.random.default_rng(seed))
         rows = np.nonzero((label > 0).any(axis=1))[0]
-        assert rows.max() - rows.min() + 1 >= 0.12 * 120
+        assert rows.max() - rows.min() + 1 >= 0.12 * 128
 
 
 def test_command_line_prints_a_summary_and_a_rerun_replaces_the_demo_files(tmp_path, capsys):
@@ -83,7 +83,7 @@ def test_command_line_prints_a_summary_and_a_rerun_replaces_the_demo_files(tmp_p
     (tmp_path / "logs" / "ep001.weights.h5").write_bytes(b"an earlier demo run")
     main(["--out", str(dataset), "--num_images", "2", "--outputs", str(tmp_path / "logs")])
     assert sorted(p.name for p in labels.iterdir()) == ["demo_0000.png", "demo_0001.png"]
-    assert read_label(labels / "demo_0001.png").shape == (120, 160)
+    assert read_label(labels / "demo_0001.png").shape == (128, 128)
     assert not (dataset / "VOC2007" / "ImageSets").exists() and not (tmp_path / "logs").exists()
 
 

@@ -35,7 +35,7 @@ seed = 0
 random_colours = False
 
 CLASSES = ("background", "circle", "square", "triangle")
-IMAGE_SIZE = (160, 120)  # (w, h)
+IMAGE_SIZE = (128, 128)  # (w, h)
 LARGE_SIZE = (500, 375)
 MUTED, VIVID = (0.0, 0.35), (0.55, 1.0)  # saturation of background / object colours
 CLASS_HUES = {1: 0.0, 2: 1 / 3, 3: 2 / 3}  # red, green, blue families
