@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import child_result, percent_of, start_child, train_config
+from utils.config import load_config
 from utils.dataset import split_ids
 
 MAKEFILE = Path(__file__).resolve().parents[1] / "Makefile"
@@ -53,7 +54,9 @@ def demo_arithmetic(makefile: Path = MAKEFILE) -> tuple[Any, dict]:
     step in GFLOP)."""
     args, num_images = demo_settings(makefile)
     cfg = train_config(int(args[args.index("--num_classes") + 1]), *args)
-    split = split_ids([f"{i:04d}" for i in range(num_images)], 1.0, 0.9)
+    annotation = load_config(MAKEFILE.parent / "voc_annotation.py", [])  # the demo's split
+    split = split_ids([f"{i:04d}" for i in range(num_images)], annotation.trainval_percent,
+                      annotation.train_percent)
     flops = training_arithmetic(cfg, len(split["train"]), len(split["val"]))
     step = flops.pop("unfrozen_step")
     return cfg, {"tflop": round(sum(flops.values()) / 1e12, 2),
