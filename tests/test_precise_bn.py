@@ -98,3 +98,19 @@ def test_training_saves_the_recalibrated_statistics(make_voc, train_argv, tmp_pa
     assert len(saved) == 53
     for before, after in zip(saved, again, strict=True):
         np.testing.assert_allclose(before, after, rtol=1e-3, atol=1e-6)
+
+
+def test_several_replicas_are_refused_before_training(make_voc, train_argv, tmp_path):
+    from types import SimpleNamespace
+
+    import train as train_script
+    from utils.config import load_config
+    from utils.errors import UserError
+    from utils.training import train
+
+    cfg = load_config(train_script.__file__, train_argv(
+        make_voc(4, 2), tmp_path / "logs", "--precise_bn_images", "8"))
+    with pytest.raises(UserError, match="precise_bn_images = 8 works on one device only, and "
+                                        "this run has 2; set it to 0"):
+        train(cfg, strategy=SimpleNamespace(num_replicas_in_sync=2))
+    assert not (tmp_path / "logs").exists()
