@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from utils.dataset import IGNORE_VALUE, VOCLayout, save_label
-from utils.demo_manifest import check_demo_folders, read_manifest, remove_outputs, write_manifest
+from utils.demo_manifest import check_demo_folders, clean_demo, write_manifest
 
 # ---- Demo dataset ------------------------------------------------------------------------------
 # The demo's own VOCdevkit folder: it refuses to write where files it did not write are.
@@ -166,10 +166,7 @@ def write_demo_dataset(
     layout = VOCLayout(Path(out))
     outputs = [layout.root / "VOC2007" / "ImageSets", *map(Path, outputs)]
     check_demo_folders(layout.root, outputs)
-    previous = read_manifest(layout.root)
-    remove_outputs(layout.root)
-    for stale in previous["files"] if previous else ():
-        stale.unlink(missing_ok=True)
+    clean_demo(layout.root)  # an earlier run's files and outputs: a rerun starts afresh
     layout.image_dir.mkdir(parents=True, exist_ok=True)
     layout.label_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -179,9 +176,10 @@ def write_demo_dataset(
                     layout.label_dir / f"demo_{index:04d}.png"]
         Image.fromarray(image).save(written[-2], quality=95)
         save_label(label, written[-1])
-    samples = "" if img_dir is None else f", and demo_1..4.jpg + demo_large.jpg to {img_dir}/"
+    samples = ""
     if img_dir is not None:
         written += write_sample_pictures(img_dir, seed, class_hues=class_hues)
+        samples = f", and demo_1..4.jpg + demo_large.jpg to {img_dir}/"
     write_manifest(layout.root, written, outputs)
     return (f"Wrote {num_images} demo images ({IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}) and labels "
             f"(1 circle, 2 square, 3 triangle, 255 borders; num_classes = 4) to "

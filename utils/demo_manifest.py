@@ -85,13 +85,6 @@ def write_manifest(dataset: Path, files: Iterable[Path], outputs: Iterable[Path]
     return path
 
 
-def remove_outputs(dataset: Path) -> None:
-    """Delete what the previous demo run's later steps wrote, so a new run starts clean."""
-    for folder in (read_manifest(dataset) or {"outputs": []})["outputs"]:
-        if folder.is_dir():
-            shutil.rmtree(folder)
-
-
 def clean_demo(dataset: Path) -> int:
     """Delete the files and output folders the manifest lists, the manifest, and the folders
     this leaves empty; returns how many files were deleted. Nothing else is touched."""
