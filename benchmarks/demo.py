@@ -26,27 +26,31 @@ def training_arithmetic(cfg: Any, num_train: int, num_val: int) -> dict:
     epoch, the mIoU evaluations and the precise batch norm; convolutions and batch norm only,
     as `utils.flops` counts them."""
     from nets.unet import Unet, freeze_backbone
+    from utils.dataloader import steps_per_epoch
     from utils.flops import count_flops, layer_flops
     from utils.precise_bn import trainable_batch_norms
+    from utils.training import plan_phases
 
     model = Unet((*cfg.input_shape, 3), cfg.num_classes, cfg.backbone)
     forward = count_flops(model)
+    has_batch_norm = {False: bool(trainable_batch_norms(model))}
     freeze_backbone(model, cfg.backbone)
     trainable = sum(layer_flops(layer) for layer in model.layers if layer.trainable)
-    frozen_epochs = cfg.Freeze_Epoch if cfg.Freeze_Train else 0
-    frozen = frozen_epochs * (num_train // cfg.Freeze_batch_size) * cfg.Freeze_batch_size
-    unfrozen = ((cfg.UnFreeze_Epoch - frozen_epochs) * (num_train // cfg.Unfreeze_batch_size)
-                * cfg.Unfreeze_batch_size)
-    evaluations = cfg.UnFreeze_Epoch // cfg.eval_period if cfg.eval_flag else 0
-    # precise batch norm: one forward pass of its images per epoch whose batch norms train
-    recalibrated = (cfg.UnFreeze_Epoch - frozen_epochs
-                    + (frozen_epochs if trainable_batch_norms(model) else 0))
-    precise_bn = min(cfg.precise_bn_images, num_train) * recalibrated
-    return {"frozen": frozen * (forward + 2 * trainable), "unfrozen": unfrozen * 3 * forward,
-            "val_loss": cfg.UnFreeze_Epoch * num_val * forward,
-            "evaluation": evaluations * num_val * forward,
-            "precise_bn": precise_bn * forward,
-            "unfrozen_step": 3 * forward * cfg.Unfreeze_batch_size}
+    has_batch_norm[True] = bool(trainable_batch_norms(model))
+    step_flops = {True: forward + 2 * trainable, False: 3 * forward}  # per image, by frozen
+    flops = dict.fromkeys(("frozen", "unfrozen", "val_loss", "evaluation", "precise_bn"), 0.0)
+    for phase in plan_phases(cfg, cfg.Init_Epoch):
+        epochs = phase.end - phase.start
+        images = epochs * steps_per_epoch(num_train, phase.batch_size) * phase.batch_size
+        flops["frozen" if phase.frozen else "unfrozen"] += images * step_flops[phase.frozen]
+        flops["val_loss"] += epochs * num_val * forward
+        # precise batch norm: one forward pass of its images per epoch whose batch norms train
+        if has_batch_norm[phase.frozen]:
+            flops["precise_bn"] += epochs * min(cfg.precise_bn_images, num_train) * forward
+    if cfg.eval_flag:
+        evaluations = cfg.UnFreeze_Epoch // cfg.eval_period - cfg.Init_Epoch // cfg.eval_period
+        flops["evaluation"] = evaluations * num_val * forward
+    return {**flops, "unfrozen_step": step_flops[False] * cfg.Unfreeze_batch_size}
 
 
 def demo_arithmetic(makefile: Path = MAKEFILE) -> tuple[Any, dict]:

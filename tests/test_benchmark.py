@@ -236,6 +236,8 @@ def test_training_arithmetic_counts_each_phase():
     resnet = count_flops(Unet((32, 32, 3), 4, "resnet50"))
     # every epoch: conv5_block3_3_bn trains in the frozen phase too
     assert with_bn["precise_bn"] == pytest.approx(3 * 6 * resnet)
+    no_bn = training_arithmetic(cfg.replace(precise_bn_images=6), 11, 3)
+    assert no_bn["precise_bn"] == 0  # VGG has no batch norm to re-estimate
 
 
 def test_make_demo_spends_at_most_half_the_first_demos_arithmetic():
