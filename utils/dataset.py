@@ -1,8 +1,12 @@
 """A segmentation dataset on disk: its folder layout, split files, labels and the palette.
 
-`VOCLayout` is the VOC one: `VOC2007/JPEGImages/<id>.jpg`, `VOC2007/SegmentationClass/<id>.png`
-and `VOC2007/ImageSets/Segmentation/<split>.txt` under the dataset root. A label stores the class
-of each pixel as its value (the palette index for "P" PNGs); 255 marks pixels to ignore.
+Two layouts, the original's two workflows:
+- `VOCLayout`: `VOC2007/JPEGImages/<id>.jpg`, `VOC2007/SegmentationClass/<id>.png` and
+  `VOC2007/ImageSets/Segmentation/<split>.txt` under the dataset root. A label stores the class
+  of each pixel as its value (the palette index for "P" PNGs); 255 marks pixels to ignore.
+- `MedicalLayout`: `Images/<id>.png`, `Labels/<id>.png` and `ImageSets/Segmentation/<split>.txt`
+  (the original's Medical_Datasets). Labels are 0/255 masks: a pixel whose value is at most
+  127.5 (the dark membrane) is class 1, every other pixel class 0.
 """
 
 from collections.abc import Iterable, Sequence
@@ -18,6 +22,8 @@ from utils.errors import UserError
 from utils.utils import IMAGE_EXTENSIONS, cvtColor, read_image
 
 IGNORE_VALUE = 255
+# Medical masks: a value at most this (dark) is class 1, the membrane.
+MEDICAL_THRESHOLD = 127.5
 MAX_NAMED = 10
 SPLIT_NAMES = ("trainval", "train", "val", "test")
 # The original's "dataset too small" messages, for the first and for a continued phase.
@@ -97,11 +103,11 @@ def check_same_size(image_path: Path, image_size: tuple[int, int], label_path: P
             f"is {image_size[0]}x{image_size[1]}; a label must have exactly its image's size.")
 
 
-def read_split(path: str | Path) -> list[str]:
+def read_split(path: str | Path, script: str = "voc_annotation.py") -> list[str]:
     """Ids of a split file: the first whitespace token of each non-blank line."""
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(f"{path}: split file not found. Run `python voc_annotation.py` first "
+        raise DatasetError(f"{path}: split file not found. Run `python {script}` first "
                            "to write the train/val splits.")
     return [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip()]
@@ -132,9 +138,12 @@ class VOCLayout:
     """Where a VOC-format dataset keeps its images, labels and split files."""
 
     root: Path
+    kind: ClassVar[str] = "voc"
     images: ClassVar[str] = "VOC2007/JPEGImages"
     labels: ClassVar[str] = "VOC2007/SegmentationClass"
     splits: ClassVar[str] = "VOC2007/ImageSets/Segmentation"
+    image_extensions: ClassVar[tuple[str, ...]] = IMAGE_EXTENSIONS  # .jpg first
+    annotation_script: ClassVar[str] = "voc_annotation.py"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -155,14 +164,15 @@ class VOCLayout:
         return self.splits_dir / f"{name}.txt"
 
     def read_split(self, name: str) -> list[str]:
-        return read_split(self.split_file(name))
+        return read_split(self.split_file(name), self.annotation_script)
 
     def label_path(self, image_id: str) -> Path:
         return self.label_dir / f"{image_id}.png"
 
     def find_image(self, image_id: str) -> Path | None:
-        """`<id>.jpg`, else the same stem with another image extension, else None."""
-        for ext in IMAGE_EXTENSIONS + tuple(e.upper() for e in IMAGE_EXTENSIONS):
+        """`<id>` with the layout's first image extension, else another one, else None."""
+        extensions = self.image_extensions
+        for ext in extensions + tuple(e.upper() for e in extensions):
             path = self.image_dir / f"{image_id}{ext}"
             if path.is_file():
                 return path
@@ -172,8 +182,10 @@ class VOCLayout:
         """The image of an id; a DatasetError naming the folder if there is none."""
         path = self.find_image(image_id)
         if path is None:
-            raise DatasetError(f"{self.image_dir / image_id}.jpg: image not found (nor "
-                               ".png/.bmp/.tif); add it or remove the id from the split file.")
+            first, *others = self.image_extensions
+            raise DatasetError(f"{self.image_dir / image_id}{first}: image not found (nor "
+                               f"{'/'.join(others)}); add it or remove the id from the split "
+                               "file.")
         return path
 
     def label_ids(self) -> list[str]:
@@ -183,9 +195,17 @@ class VOCLayout:
                                f"and the images in {self.image_dir}.")
         return sorted(p.stem for p in self.label_dir.glob("*.png"))
 
+    def label_values(self, image: Image.Image, path: str | Path) -> np.ndarray:
+        """The pixel values of a label image as stored (uint8, H x W), before any class rule."""
+        return label_array(image, path)
+
+    def classes_of(self, values: np.ndarray) -> np.ndarray:
+        """The class of each pixel from its stored value: here the value itself."""
+        return values
+
     def read_label(self, path: str | Path) -> np.ndarray:
         """The class of each pixel (uint8, H x W; 255 = ignore); names the file on a problem."""
-        return read_label(path)
+        return self.classes_of(self.label_values(read_image(path), path))
 
     def pairs(self, ids: Sequence[str]) -> list[tuple[Path, Path]]:
         """(image, label) paths of each id; missing files raise one DatasetError naming them."""
@@ -200,7 +220,7 @@ class VOCLayout:
         if missing:
             raise DatasetError(f"{len(missing)} files of the split are missing: "
                                f"{name_files(missing)}. Fix the dataset or rerun "
-                               "voc_annotation.py.")
+                               f"{self.annotation_script}.")
         return pairs
 
     def load_pair(self, image_file: Path, label_file: Path) -> tuple[Image.Image, np.ndarray]:
@@ -229,6 +249,53 @@ class VOCLayout:
         return splits
 
 
-def as_layout(dataset: "str | Path | VOCLayout") -> VOCLayout:
-    """A layout for a dataset root folder (or the layout itself)."""
-    return dataset if isinstance(dataset, VOCLayout) else VOCLayout(Path(dataset))
+class MedicalLayout(VOCLayout):
+    """The original's Medical_Datasets: greyscale slices and 0/255 masks, the dark membrane
+    (value <= 127.5) being class 1. There is no ignore value in these labels."""
+
+    kind: ClassVar[str] = "medical"
+    images: ClassVar[str] = "Images"
+    labels: ClassVar[str] = "Labels"
+    splits: ClassVar[str] = "ImageSets/Segmentation"
+    image_extensions: ClassVar[tuple[str, ...]] = (".png", *(e for e in IMAGE_EXTENSIONS
+                                                             if e != ".png"))
+    annotation_script: ClassVar[str] = "voc_annotation_medical.py"
+
+    def label_values(self, image: Image.Image, path: str | Path) -> np.ndarray:
+        """Grey values of a mask; "1" (bilevel) masks read as 0/255 and RGB masks whose three
+        channels are equal as that grey, since mask tools save both."""
+        if image.mode == "1":
+            return np.asarray(image.convert("L"))
+        if image.mode in ("RGB", "RGBA"):
+            values = np.asarray(image)
+            grey = values[..., 0]
+            if (values[..., 1] == grey).all() and (values[..., 2] == grey).all():
+                return grey.copy()
+        return label_array(image, path)
+
+    def classes_of(self, values: np.ndarray) -> np.ndarray:
+        """Class 1 where the mask is dark (value <= 127.5), class 0 elsewhere."""
+        return (values <= MEDICAL_THRESHOLD).astype(np.uint8)
+
+
+LAYOUTS = {"voc": VOCLayout, "medical": MedicalLayout}
+
+
+def detect_layout(root: str | Path) -> str:
+    """"medical" for a folder with Labels/ (and no VOC2007/), else "voc"."""
+    root = Path(root)
+    return "medical" if (root / MedicalLayout.labels).is_dir() and not (
+        root / "VOC2007").exists() else "voc"
+
+
+def as_layout(dataset: "str | Path | VOCLayout", kind: str = "auto") -> VOCLayout:
+    """The layout of a dataset root folder: `kind` "voc" or "medical", or "auto" to tell them
+    apart by their folders (a layout object is returned as it is)."""
+    if isinstance(dataset, VOCLayout):
+        return dataset
+    if kind == "auto":
+        kind = detect_layout(dataset)
+    if kind not in LAYOUTS:
+        raise DatasetError(f"dataset layout {kind!r} is unknown; use one of {list(LAYOUTS)} "
+                           "or \"auto\".")
+    return LAYOUTS[kind](Path(dataset))

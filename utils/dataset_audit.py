@@ -4,6 +4,7 @@ Shared by voc_annotation.py (the whole folder) and train.py (its split ids). Eac
 plain-language verdict; fatal ones name the files and say how to fix them.
 """
 
+import functools
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,11 +17,11 @@ from tqdm import tqdm
 from utils.dataset import (
     IGNORE_VALUE,
     MAX_NAMED,
+    MEDICAL_THRESHOLD,
     DatasetError,
     VOCLayout,
     as_layout,
     check_same_size,
-    label_array,
     name_files,
 )
 from utils.utils import IMAGE_EXTENSIONS, ImageReadError, read_image
@@ -45,6 +46,7 @@ class AuditReport:
     binary_labels: list[Path] = field(default_factory=list)  # 0/255 masks (fixable)
     colour_labels: list[Path] = field(default_factory=list)  # RGB/RGBA labels (maybe fixable)
     label_folder: Path | None = None
+    foreground_share: float | None = None  # medical layout: share of class-1 (dark) pixels
 
     def print_table(self) -> None:
         """Pixel values and their counts, in the original's table format."""
@@ -87,12 +89,12 @@ class _Item:
     size_mismatch: str | None = None
 
 
-def _check_item(item: _Item) -> _Item:
+def _check_item(layout: VOCLayout, item: _Item) -> _Item:
     try:
         label_image = read_image(item.label_path)
         label_size = label_image.size
         try:
-            label = label_array(label_image, item.label_path)
+            label = layout.label_values(label_image, item.label_path)
             item.counts = np.bincount(label.ravel(), minlength=256)
         except DatasetError:
             if label_image.mode not in ("RGB", "RGBA"):
@@ -131,7 +133,7 @@ def _dataset_items(layout: VOCLayout, ids: Iterable[str] | None):
                           ) if labels.is_dir() else []
     image_files: dict[str, Path] = {}
     if images.is_dir():
-        preference = {ext: rank for rank, ext in enumerate(IMAGE_EXTENSIONS)}
+        preference = {ext: rank for rank, ext in enumerate(layout.image_extensions)}
         for path in sorted(images.iterdir(), key=lambda p: preference.get(p.suffix.lower(), 99)):
             if path.suffix.lower() in IMAGE_EXTENSIONS:
                 image_files.setdefault(path.stem, path)
@@ -158,8 +160,9 @@ def audit_dataset(
     report.num_labels = len(items)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        results = list(tqdm(pool.map(_check_item, items), total=len(items), disable=not progress,
-                            desc="Checking labels", unit="label"))
+        results = list(tqdm(pool.map(functools.partial(_check_item, layout), items),
+                            total=len(items), disable=not progress, desc="Checking labels",
+                            unit="label"))
     counts = np.zeros(256, np.int64)
     for item in results:
         if item.counts is not None:
@@ -188,12 +191,12 @@ def audit_dataset(
     if no_image or missing_labels:
         if no_image:
             fatal.append(f"{len(no_image)} labels have no image in {layout.image_dir} "
-                         f"(looked for .jpg/.png/.bmp/.tif): {name_files(no_image)}. "
-                         "Add the images or remove these labels.")
+                         f"(looked for {'/'.join(layout.image_extensions)}): "
+                         f"{name_files(no_image)}. Add the images or remove these labels.")
         if missing_labels:
             fatal.append(f"{len(missing_labels)} ids in the split have no label: "
                          f"{name_files(missing_labels)}. "
-                         "Add the labels or rerun voc_annotation.py.")
+                         f"Add the labels or rerun {layout.annotation_script}.")
     else:
         passed.append("Every label has its image.")
     if unlabelled:
@@ -203,13 +206,18 @@ def audit_dataset(
 
     # Label format.
     report.colour_labels = [item.label_path for item in results if item.colour]
-    if report.colour_labels:
+    colour_names = name_files(p.name for p in report.colour_labels)
+    if report.colour_labels and layout.kind == "medical":
+        fatal.append(f"{len(report.colour_labels)} masks are colour images: {colour_names}. "
+                     "Save masks as greyscale (L) PNGs, dark (0) on the target, white (255) "
+                     "elsewhere.")
+    elif report.colour_labels:
         fatal.append(f"{len(report.colour_labels)} labels are RGB/RGBA colour images, not class "
-                     f"indices: {name_files(p.name for p in report.colour_labels)}. Save labels as "
-                     "single-channel L or P PNGs; `python voc_annotation.py --fix_labels True` "
-                     "converts exact VOC-palette colours.")
+                     f"indices: {colour_names}. Save labels as single-channel L or P PNGs; "
+                     "`python voc_annotation.py --fix_labels True` converts exact VOC-palette "
+                     "colours.")
     else:
-        passed.append("Labels are single-channel (L or P) class-index images.")
+        passed.append("Labels are single-channel images.")
 
     sizes = [item.size_mismatch for item in results if item.size_mismatch]
     if sizes:
@@ -217,8 +225,60 @@ def audit_dataset(
     else:
         passed.append("Every label has the same size as its image.")
 
-    _check_values(report, results, counts, num_classes)
+    if layout.kind == "medical":
+        _check_mask_values(report, results, counts, num_classes)
+    else:
+        _check_values(report, results, counts, num_classes)
     return report
+
+
+def _check_mask_values(report: AuditReport, results: list[_Item], counts: np.ndarray,
+                       num_classes: int | None) -> None:
+    """Verdicts on 0/255 masks, where a value <= 127.5 (dark) is class 1, the rest class 0."""
+    fatal, warnings, passed = report.fatal, report.warnings, report.passed
+    total = int(counts.sum())
+    if not total:
+        return
+    dark = int(counts[: int(MEDICAL_THRESHOLD) + 1].sum())
+    report.foreground_share = dark / total
+    grey_dark, grey_light = int(counts[1:128].sum()), int(counts[128:255].sum())
+    if grey_dark or grey_light:
+        files = [item.label_path.name for item in results
+                 if item.counts is not None and item.counts[1:255].any()]
+        warnings.append(
+            f"{grey_dark + grey_light} pixels ({(grey_dark + grey_light) / total:.2%}) in "
+            f"{len(files)} masks have grey values other than 0 and 255: {name_files(files)}. "
+            f"The rule 'value <= 127.5 is class 1' made {grey_dark} of them class 1 and "
+            f"{grey_light} class 0. Masks resized with interpolation or saved as JPEG get such "
+            "values; check that the thresholded masks are what you meant.")
+    else:
+        passed.append("Labels are 0/255 masks, as this layout expects: dark (0) pixels are "
+                      "class 1 (the target), white (255) pixels class 0.")
+    if dark == 0:
+        fatal.append("No mask has a dark pixel (value <= 127): class 1, the target, never "
+                     "occurs and there is nothing to learn. In this layout the target is drawn "
+                     "dark (0) on white (255); invert masks drawn the other way round.")
+        return
+    if dark == total:
+        fatal.append("Every mask pixel is dark (value <= 127), so every pixel is class 1 and "
+                     "class 0 never occurs. Draw the target dark (0) and the rest white (255).")
+        return
+    if report.foreground_share > 0.5:
+        warnings.append(
+            f"{report.foreground_share:.1%} of the mask pixels are dark (class 1, the target). "
+            "In this layout the target is drawn dark on white and is usually the smaller part "
+            "(membranes are about 22% of EM slices). If your masks draw the target white on "
+            "black, invert them, or the model learns the background as the target.")
+    else:
+        passed.append(f"{report.foreground_share:.1%} of the mask pixels are class 1 (dark).")
+    empty = [item.label_path.name for item in results
+             if item.counts is not None and not item.counts[:128].any()]
+    if empty:
+        warnings.append(f"{len(empty)} masks have no dark (class 1) pixel: {name_files(empty)} "
+                        "(fine if these images have no target).")
+    if num_classes is not None and num_classes != 2:
+        warnings.append(f"num_classes = {num_classes}, but masks of this layout have two "
+                        "classes (0 and 1); use num_classes = 2.")
 
 
 def _check_values(report: AuditReport, results: list[_Item], counts: np.ndarray,

@@ -49,9 +49,16 @@ def read_class_map(path: Path, what: str) -> np.ndarray:
     return array
 
 
-def _class_maps(gt_path: Path, pred_path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """A label and its prediction, or an error naming the file that cannot be scored."""
-    label = read_class_map(gt_path, "label")
+def _class_maps(gt_path: Path, pred_path: Path, num_classes: int,
+                layout: VOCLayout | None) -> tuple[np.ndarray, np.ndarray]:
+    """A label (its classes by the layout's rule) and its prediction, or an error naming the
+    file that cannot be scored."""
+    if layout is None:
+        label = read_class_map(gt_path, "label")
+    elif not gt_path.is_file():
+        raise MissingFileError(f"{gt_path}: label not found.")
+    else:
+        label = layout.read_label(gt_path)
     pred = read_class_map(pred_path, "detection result (run get_miou.py with miou_mode 0 or 1)")
     if label.shape != pred.shape:
         raise ClassMapError(
@@ -66,18 +73,22 @@ def _class_maps(gt_path: Path, pred_path: Path, num_classes: int) -> tuple[np.nd
     return label, pred
 
 
-def score_split(gt_dir: str | Path, pred_dir: str | Path, ids: Sequence[str], num_classes: int,
-                name_classes: Sequence[str] | None = None) -> tuple[np.ndarray, list[dict]]:
-    """The confusion matrix of `<pred_dir>/<id>.png` against `<gt_dir>/<id>.png`, and the ids
-    skipped (with the reason) because a file was missing, unreadable or of another size, as the
-    original's `Skipping:` lines did. Nothing scored at all is an error."""
+def score_split(gt_dir: str | Path | VOCLayout, pred_dir: str | Path, ids: Sequence[str],
+                num_classes: int, name_classes: Sequence[str] | None = None,
+                ) -> tuple[np.ndarray, list[dict]]:
+    """The confusion matrix of `<pred_dir>/<id>.png` against the labels (`<gt_dir>/<id>.png`,
+    or a layout's labels read by its class rule), and the ids skipped (with the reason) because
+    a file was missing, unreadable or of another size, as the original's `Skipping:` lines did.
+    Nothing scored at all is an error."""
+    layout = gt_dir if isinstance(gt_dir, VOCLayout) else None
+    gt_dir = layout.label_dir if layout else gt_dir
     print("Num classes", num_classes)
     hist = np.zeros((num_classes, num_classes), np.int64)
     skipped = []
     for ind, name in enumerate(ids):
         try:
             label, pred = _class_maps(Path(gt_dir) / f"{name}.png", Path(pred_dir) / f"{name}.png",
-                                      num_classes)
+                                      num_classes, layout)
         except (UserError, OSError) as error:
             print(f"Skipping: {error}")
             skipped.append({"id": name, "reason": str(error)})
@@ -156,7 +167,7 @@ def evaluate_split(
     pred_dir, skipped = predict_split(predictor, layout, ids, out_dir, batch_size,
                                       progress=progress)
     predicted = [i for i in ids if i not in {item["id"] for item in skipped}]
-    hist, unscored = score_split(layout.label_dir, pred_dir, predicted, num_classes, name_classes)
+    hist, unscored = score_split(layout, pred_dir, predicted, num_classes, name_classes)
     return {**summarize(hist, *per_class_scores(hist), name_classes),
             "skipped": skipped + unscored}
 
@@ -198,8 +209,7 @@ def run_get_miou(cfg: Any) -> dict[str, Any] | None:
     else:
         print("Get miou.")
         pred_dir = Path(cfg.miou_out_path) / "detection-results"
-        hist, skipped = score_split(layout.label_dir, pred_dir, ids, cfg.num_classes,
-                                    cfg.name_classes)
+        hist, skipped = score_split(layout, pred_dir, ids, cfg.num_classes, cfg.name_classes)
     print("Get miou done.")
     run = describe_run(cfg, num_images=len(ids), num_scored=len(ids) - len(skipped))
     return show_results(cfg.miou_out_path, hist, *per_class_scores(hist), cfg.name_classes,
