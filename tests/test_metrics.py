@@ -13,6 +13,7 @@ from utils.evaluation import EvaluationError, compute_mIoU, evaluate_split, scor
 from utils.metrics import (
     fast_hist,
     per_Accuracy,
+    per_class_Dice,
     per_class_iu,
     per_class_PA_Recall,
     per_class_Precision,
@@ -45,6 +46,15 @@ def test_per_class_metrics_by_hand():
     assert per_Accuracy(HIST) == pytest.approx(4 / 6)
 
 
+def test_dice_is_f1_by_hand():
+    dice = per_class_Dice(HIST)
+    # background TP 2, FP 0, FN 1; cat TP 1, FP 1, FN 1; dog TP 1, FP 1, FN 0
+    np.testing.assert_allclose(dice[:3], [4 / 5, 2 / 4, 2 / 3])
+    precision, recall = per_class_Precision(HIST)[:3], per_class_PA_Recall(HIST)[:3]
+    np.testing.assert_allclose(dice[:3], 2 * precision * recall / (precision + recall))
+    assert np.isnan(dice[3])
+
+
 def test_class_predicted_but_absent_from_gt():
     hist = fast_hist(np.array([0, 0]), np.array([0, 3]), 4)
     assert per_class_iu(hist)[3] == 0  # a false positive is a real 0, not n/a
@@ -72,6 +82,9 @@ def test_compute_miou_and_show_results(tmp_path, capsys):
     miou = (5 / 6 + 3 / 5 + 2 / 3) / 3  # bird left out of the mean
     assert f"===> mIoU: {round(miou * 100, 2)}; mPA: " in out
     assert f"Accuracy: {round(10 / 12 * 100, 2)}" in out
+    # Dice = 2 TP / (GT + predicted): background 10/11, cat 6/8, dog 4/5
+    assert "Precision-100.0; Dice-90.91" in out
+    assert f"; mDice: {round((10 / 11 + 6 / 8 + 4 / 5) / 3 * 100, 2)}" in out
 
     summary = show_results(tmp_path / "out", hist, iou, recall, precision, NAMES)
     out = capsys.readouterr().out
@@ -87,7 +100,9 @@ def test_compute_miou_and_show_results(tmp_path, capsys):
     assert metrics["mIoU"] == pytest.approx(miou) == summary["mIoU"]
     assert metrics["accuracy"] == pytest.approx(10 / 12)
     assert metrics["per_class"][3] == {"name": "bird", "IoU": None, "Recall": None,
-                                       "Precision": None}
+                                       "Precision": None, "Dice": None}
+    assert metrics["per_class"][2]["Dice"] == pytest.approx(4 / 5)
+    assert metrics["mDice"] == pytest.approx((10 / 11 + 6 / 8 + 4 / 5) / 3)
     assert metrics["per_class"][1]["IoU"] == pytest.approx(3 / 5)
     assert metrics["present_classes"] == ["background", "cat", "dog"]
 

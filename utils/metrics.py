@@ -42,6 +42,12 @@ def per_class_Precision(hist: np.ndarray) -> np.ndarray:
     return _ratio(np.diag(hist), hist.sum(0))
 
 
+def per_class_Dice(hist: np.ndarray) -> np.ndarray:
+    """Dice = F1 = 2 TP / (2 TP + FP + FN), the medical papers' overlap score; NaN for a class
+    in neither ground truth nor prediction."""
+    return _ratio(2 * np.diag(hist), hist.sum(1) + hist.sum(0))
+
+
 def per_Accuracy(hist: np.ndarray) -> float:
     """Pixel accuracy over all non-ignored pixels; NaN when there are none."""
     return float(_ratio(np.diag(hist).sum(), hist.sum()))
@@ -61,19 +67,22 @@ def summarize(
     Precision: np.ndarray,
     name_classes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """The results as fractions (None for n/a): mIoU, mPA, accuracy, per_class, hist."""
+    """The results as fractions (None for n/a): mIoU, mPA, mDice, accuracy, per_class, hist."""
 
     def value(v: float) -> float | None:
         return None if np.isnan(v) else float(v)
 
     names = class_names(name_classes, len(hist))
+    dice = per_class_Dice(hist)
     per_class = [
-        {"name": name, "IoU": value(i), "Recall": value(r), "Precision": value(p)}
-        for name, i, r, p in zip(names, IoUs, PA_Recall, Precision, strict=True)
+        {"name": name, "IoU": value(i), "Recall": value(r), "Precision": value(p),
+         "Dice": value(d)}
+        for name, i, r, p, d in zip(names, IoUs, PA_Recall, Precision, dice, strict=True)
     ]
     return {
         "mIoU": value(nanmean(IoUs)),
         "mPA": value(nanmean(PA_Recall)),
+        "mDice": value(nanmean(dice)),
         "accuracy": value(per_Accuracy(hist)),
         "present_classes": [n for n, iou in zip(names, IoUs, strict=True) if not np.isnan(iou)],
         "per_class": per_class,

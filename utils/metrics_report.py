@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from utils.metrics import class_names, nanmean, per_Accuracy, per_class_scores, summarize
+from utils.metrics import (
+    class_names,
+    nanmean,
+    per_Accuracy,
+    per_class_Dice,
+    per_class_scores,
+    summarize,
+)
 
 
 def percent(value: float) -> str:
@@ -23,12 +30,14 @@ def percent(value: float) -> str:
 def print_class_results(hist: np.ndarray, name_classes: Sequence[str] | None) -> None:
     """The original's closing lines: one per class when names are given, then the means."""
     IoUs, PA_Recall, Precision = per_class_scores(hist)
+    dice = per_class_Dice(hist)
     if name_classes is not None:
         for i, name in enumerate(name_classes):
             print("===>" + name + ":\tIou-" + percent(IoUs[i]) + "; Recall (equal to the PA)-"
-                  + percent(PA_Recall[i]) + "; Precision-" + percent(Precision[i]))
+                  + percent(PA_Recall[i]) + "; Precision-" + percent(Precision[i])
+                  + "; Dice-" + percent(dice[i]))
     print("===> mIoU: " + percent(nanmean(IoUs)) + "; mPA: " + percent(nanmean(PA_Recall))
-          + "; Accuracy: " + percent(per_Accuracy(hist)))
+          + "; Accuracy: " + percent(per_Accuracy(hist)) + "; mDice: " + percent(nanmean(dice)))
 
 
 def draw_plot_func(
