@@ -26,6 +26,7 @@ from utils.checkpoints import (
     WeightsCheckpoint,
 )
 from utils.config import load_config
+from utils.dataset import VOCLayout
 from utils.demo_data import write_demo_dataset
 from utils.evaluation import evaluate_split
 from utils.precise_bn import PreciseBatchNorm
@@ -223,7 +224,7 @@ def test_eval_callback_disabled_writes_nothing(tmp_path):
 
 def test_callback_order_and_state_keys(tmp_path):
     cfg = load_config(train_script.__file__, ["--save_period", "3"])
-    shared = shared_callbacks(cfg, tmp_path, tmp_path / "loss_x", ["a"])
+    shared = shared_callbacks(cfg, tmp_path, tmp_path / "loss_x", VOCLayout(tmp_path), ["a"])
     saver = TrainingStateCheckpoint(tmp_path, shared, {"phase": 1})
     extra = keras.callbacks.Callback()
     ordered = training_callbacks(shared, lambda epoch: 1e-3, saver, [extra])
@@ -241,6 +242,18 @@ def test_callback_order_and_state_keys(tmp_path):
 
     states = callback_states(shared)
     states["periodic"]["epochs_since_last_save"] = 2
-    fresh = shared_callbacks(cfg, tmp_path, tmp_path / "loss_x", ["a"])
+    fresh = shared_callbacks(cfg, tmp_path, tmp_path / "loss_x", VOCLayout(tmp_path), ["a"])
     restore_callback_states(fresh, states)
     assert fresh[4].epochs_since_last_save == 2 and fresh[4].period == 3
+
+
+def test_without_val_images_checkpoints_follow_the_training_loss(tmp_path):
+    cfg = load_config(train_script.__file__, [])
+    shared = shared_callbacks(cfg, tmp_path, tmp_path / "loss_x", VOCLayout(tmp_path), [])
+    evaluation, history = shared[1], shared[3]
+    periodic, best, log = shared[4], shared[6], shared[7]
+    assert not evaluation.eval_flag and not history.val_loss_flag and not log.with_miou
+    assert Path(periodic.filepath).name == "ep{epoch:03d}-loss{loss:.3f}.weights.h5"
+    assert best.monitor == "loss"
+    with_val = shared_callbacks(cfg, tmp_path, tmp_path / "loss_y", VOCLayout(tmp_path), ["a"])
+    assert with_val[6].monitor == "val_loss" and "val_loss{val_loss" in with_val[4].filepath

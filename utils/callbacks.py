@@ -189,16 +189,19 @@ class EvalCallback(keras.callbacks.Callback):
 
 class TrainingLog(keras.callbacks.CSVLogger):
     """training_log.csv; with mIoU evaluation on, its val_miou column is empty in the epochs
-    without one (CSVLogger takes its columns from the first epoch)."""
+    without one (CSVLogger takes its columns from the first epoch). Without validation it has
+    no val_ columns, where CSVLogger would add them filled with NA."""
 
-    def __init__(self, path: Path, *, with_miou: bool):
+    def __init__(self, path: Path, *, with_miou: bool, validated: bool = True):
         super().__init__(str(path), append=True)
-        self.with_miou = with_miou
+        self.with_miou, self.validated = with_miou, validated
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = dict(logs or {})
         if self.with_miou:
             logs.setdefault("val_miou", "")
+        if self.keys is None and not self.validated:
+            self.keys = sorted(logs)
         super().on_epoch_end(epoch, logs)
 
 
@@ -209,22 +212,26 @@ def tensorboard_or_nothing(log_dir: Path) -> keras.callbacks.Callback:
     return keras.callbacks.Callback()
 
 
-def shared_callbacks(cfg: Any, save_dir: Path, log_dir: Path,
+def shared_callbacks(cfg: Any, save_dir: Path, log_dir: Path, layout: VOCLayout,
                      val_ids: Sequence[str]) -> list[keras.callbacks.Callback]:
     """The callback instances both phases share, so counters, best value and histories run on
-    across the phase switch as in the original; in the order of `training_callbacks`."""
+    across the phase switch as in the original; in the order of `training_callbacks`.
+    Without val images the checkpoints follow the training loss and nothing is evaluated."""
+    validated = bool(val_ids)
+    periodic = "ep{epoch:03d}-loss{loss:.3f}" + ("-val_loss{val_loss:.3f}" if validated else "")
     return [
         NaNGuard(),
-        EvalCallback(cfg.input_shape, cfg.num_classes, val_ids, cfg.VOCdevkit_path, log_dir,
-                     eval_flag=cfg.eval_flag, period=cfg.eval_period),
+        EvalCallback(cfg.input_shape, cfg.num_classes, val_ids, layout, log_dir,
+                     eval_flag=cfg.eval_flag and validated, period=cfg.eval_period),
         tensorboard_or_nothing(log_dir),
-        LossHistory(log_dir),
-        WeightsCheckpoint(save_dir / "ep{epoch:03d}-loss{loss:.3f}-val_loss{val_loss:.3f}"
-                                     ".weights.h5", "periodic", period=cfg.save_period),
+        LossHistory(log_dir, val_loss_flag=validated),
+        WeightsCheckpoint(save_dir / f"{periodic}.weights.h5", "periodic",
+                          period=cfg.save_period),
         WeightsCheckpoint(save_dir / "last_epoch_weights.weights.h5", "last"),
         WeightsCheckpoint(save_dir / "best_epoch_weights.weights.h5", "best",
-                          monitor=cfg.best_metric, save_best_only=True),
-        TrainingLog(log_dir / "training_log.csv", with_miou=cfg.eval_flag),
+                          monitor=cfg.best_metric if validated else "loss", save_best_only=True),
+        TrainingLog(log_dir / "training_log.csv", with_miou=cfg.eval_flag and validated,
+                    validated=validated),
     ]
 
 

@@ -1,11 +1,10 @@
-"""Two-phase U-Net training: checks, model set-up, frozen then unfrozen `fit`, resumable state.
+"""Two-phase U-Net training: model set-up, frozen then unfrozen `fit`, resumable state.
 
-`train(cfg)` is everything train.py does. Every user mistake is found before the first epoch and
-before anything is written to save_dir, and raised with a message saying what to change.
+`train(cfg)` is everything train.py and train_medical.py do. Every user mistake is found before
+the first epoch and before anything is written to save_dir (utils.training_checks).
 """
 
 import signal
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,8 +19,7 @@ from nets.unet import Unet, freeze_backbone
 from utils.callbacks import LossHistory, shared_callbacks, training_callbacks
 from utils.checkpoints import TrainingStateCheckpoint
 from utils.dataloader import make_dataset, steps_per_epoch
-from utils.dataset import TOO_SMALL, TOO_SMALL_TO_CONTINUE, VOCLayout, as_layout
-from utils.dataset_audit import audit_dataset
+from utils.dataset import VOCLayout, as_layout
 from utils.distribute import (
     check_batch_sizes,
     check_same_start,
@@ -30,47 +28,30 @@ from utils.distribute import (
     select_strategy,
     worker_dir,
 )
-from utils.errors import UserError
 from utils.precise_bn import PreciseBatchNorm
 from utils.precision import dtype_policy
 from utils.recipe import apply_weight_decay, compile_for_training
 from utils.run_info import describe_run, write_json
 from utils.schedules import get_lr_scheduler
 from utils.settings import check_settings
+from utils.training_checks import (
+    Phase,
+    TrainingError,
+    check_dataset,
+    check_writable,
+    find_resume_state,
+    plan_phases,
+    print_step_warning,
+    resume_settings,
+    warn_about_precision,
+)
 from utils.training_state import (
     STATE_DIR,
     describe_interrupt,
-    find_training_state,
-    load_training_state,
     restore_callback_states,
 )
 from utils.utils import show_config
 from utils.weights import check_weights_file, load_weights
-
-# The original warns when fewer optimizer steps than these are planned (adam / sgd).
-WANTED_STEPS = {"adam": 1.5e4, "sgd": 5e4}
-# Settings a resumed run must share with the run that wrote the training state.
-RESUME_KEYS = ("backbone", "num_classes", "input_shape", "Freeze_Train", "Freeze_Epoch",
-               "best_metric")
-
-
-class TrainingError(UserError, ValueError):
-    """A dataset, folder or training-state problem found before training; says the fix."""
-
-
-@dataclass(kw_only=True)
-class Phase:
-    """One `fit` call: the frozen-backbone phase or the unfrozen one."""
-
-    frozen: bool
-    batch_size: int
-    start: int
-    end: int
-    first: bool  # the phase the run starts with (picks the original's "too small" message)
-
-    @property
-    def number(self) -> int:
-        return 1 if self.frozen else 2
 
 
 @dataclass
@@ -79,104 +60,6 @@ class TrainingResult:
     log_dir: Path
     epoch: int  # epochs completed (1-based count)
     history: dict[str, list[float]] = field(default_factory=dict)
-
-
-def plan_phases(cfg: Any, start: int) -> list[Phase]:
-    """The original's phases: frozen [start, Freeze_Epoch), then unfrozen to UnFreeze_Epoch."""
-    phases = []
-    if cfg.Freeze_Train and start < cfg.Freeze_Epoch:
-        phases.append(Phase(frozen=True, batch_size=cfg.Freeze_batch_size, start=start,
-                            end=cfg.Freeze_Epoch, first=True))
-    if cfg.Freeze_Train:
-        start = max(start, cfg.Freeze_Epoch)
-    if start < cfg.UnFreeze_Epoch:
-        phases.append(Phase(frozen=False, batch_size=cfg.Unfreeze_batch_size, start=start,
-                            end=cfg.UnFreeze_Epoch, first=not phases))
-    return phases
-
-
-def check_dataset(cfg: Any, layout: VOCLayout, phases: list[Phase]) -> tuple[list[str], list[str]]:
-    """Read the splits, check each phase has a full batch, audit the labels; returns the ids."""
-    train_ids, val_ids = layout.read_split("train"), layout.read_split("val")
-    for name, ids in (("train", train_ids), ("val", val_ids)):
-        if not ids:
-            raise TrainingError(f"{layout.split_file(name)} is empty: run voc_annotation.py to "
-                                "split the dataset (every split needs at least one batch of "
-                                "images).")
-    for phase in phases:
-        if len(train_ids) < phase.batch_size or len(val_ids) < phase.batch_size:
-            name = "Freeze_batch_size" if phase.frozen else "Unfreeze_batch_size"
-            raise TrainingError(
-                f"{TOO_SMALL if phase.first else TOO_SMALL_TO_CONTINUE} Dataset too small: "
-                f"{len(train_ids)} training and {len(val_ids)} validation images, but {name} = "
-                f"{phase.batch_size} and every epoch needs at least one full batch of each. Add "
-                "images, lower the batch size, or give the validation split more images "
-                "(train_percent in voc_annotation.py).")
-    report = audit_dataset(layout, cfg.num_classes, ids=train_ids + val_ids)
-    for message in report.warnings:
-        print(f"[warning] {message}")
-    report.raise_if_fatal()
-    return train_ids, val_ids
-
-
-def check_writable(save_dir: Path) -> None:
-    """Fail now, not after the first epoch, if checkpoints cannot be written to save_dir."""
-    try:
-        save_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=save_dir):
-            pass
-    except OSError as error:
-        raise TrainingError(f"save_dir = {str(save_dir)!r} is not writable ({error}); choose "
-                            "another folder or fix its permissions.") from None
-
-
-def find_resume_state(cfg: Any, save_dir: Path) -> tuple[Path, dict, dict]:
-    """The training state to continue from, checked against the current settings."""
-    folder = find_training_state(save_dir)
-    if folder is None:
-        raise TrainingError(f"resume = True but {save_dir / STATE_DIR} does not exist: no "
-                            "interrupted run to continue in this save_dir. Point save_dir to "
-                            "that run's folder, or train with resume = False.")
-    state, optimizer_store = load_training_state(folder)
-    for key, value in resume_settings(cfg).items():
-        if state["settings"].get(key, value) != value:  # states of older runs lack some keys
-            raise TrainingError(f"resume: {key} = {value!r} but the run in {folder} used "
-                                f"{state['settings'][key]!r}; use the same value to continue it.")
-    if state["epoch"] >= cfg.UnFreeze_Epoch:
-        raise TrainingError(f"resume: the run in {folder} already finished {state['epoch']} "
-                            f"epochs (UnFreeze_Epoch = {cfg.UnFreeze_Epoch}); raise UnFreeze_Epoch "
-                            "to train longer.")
-    return folder, state, optimizer_store
-
-
-def resume_settings(cfg: Any) -> dict[str, Any]:
-    """The settings stored with the training state, as JSON stores them (lists, not tuples)."""
-    return {key: list(value) if isinstance(value := getattr(cfg, key), (list, tuple)) else value
-            for key in RESUME_KEYS}
-
-
-def warn_about_precision(cfg: Any) -> None:
-    """float16 is for NVIDIA GPUs: TensorFlow has no fast float16 kernels on the CPU, where a
-    VGG U-Net training step runs about 70x slower than in float32."""
-    if cfg.mixed_precision == "float16" and not tf.config.list_physical_devices("GPU"):
-        print("[Warning] mixed_precision = \"float16\" without a GPU: TensorFlow's float16 CPU "
-              "kernels are very slow. Use \"bfloat16\" (fast on CPUs with AVX512_BF16 or AMX) "
-              "or \"float32\".")
-
-
-def print_step_warning(cfg: Any, num_train: int) -> None:
-    """The original's advice when the planned number of optimizer steps is small."""
-    wanted = WANTED_STEPS[cfg.optimizer_type]
-    epoch_steps = num_train // cfg.Unfreeze_batch_size
-    total = epoch_steps * cfg.UnFreeze_Epoch
-    if total > wanted or epoch_steps == 0:
-        return
-    print(f"\n[Warning] With the {cfg.optimizer_type} optimizer, at least {wanted:.0f} training "
-          "steps in total are recommended.")
-    print(f"[Warning] This run has {num_train} training images, Unfreeze_batch_size "
-          f"{cfg.Unfreeze_batch_size} and {cfg.UnFreeze_Epoch} epochs: {total} steps in total.")
-    print(f"[Warning] Since {total} < {wanted:.0f}, consider UnFreeze_Epoch = "
-          f"{int(wanted // epoch_steps + 1)}.")
 
 
 @contextmanager
@@ -259,7 +142,7 @@ def phase_datasets(cfg: Any, layout: VOCLayout, strategy: tf.distribute.Strategy
                 seed=cfg.seed, initial_epoch=phase.start, pipeline=(pipelines, index),
                 replica_batch=per_replica))
 
-    return [batches(splits[0], train=True), batches(splits[1], train=False)]
+    return [batches(splits[0], train=True), batches(splits[1], train=False) if splits[1] else None]
 
 
 def precise_bn_callback(cfg: Any, layout: VOCLayout, phase: Phase,
@@ -279,8 +162,12 @@ def train(
     cfg: Any,
     strategy: tf.distribute.Strategy | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    *,
+    dataset_layout: str = "auto",
 ) -> TrainingResult:
     """Run train.py's whole job for a config from `load_config` (see train.py for the keys).
+
+    `dataset_layout` is "voc", "medical" (train_medical.py) or "auto" (told by the folders).
 
     `strategy` overrides the one chosen from train_gpu and TF_CONFIG; `callbacks` are added to
     every `fit`. A non-chief worker writes everything to a private folder (see
@@ -307,7 +194,7 @@ def train(
     if not phases:
         raise TrainingError(f"Nothing to train: Init_Epoch = {cfg.Init_Epoch} is not below "
                             f"UnFreeze_Epoch = {cfg.UnFreeze_Epoch}.")
-    layout = as_layout(cfg.VOCdevkit_path)
+    layout = as_layout(cfg.VOCdevkit_path, dataset_layout)
     splits = check_dataset(cfg, layout, phases)
     check_writable(save_dir)
     check_same_start(strategy, start)
@@ -325,7 +212,7 @@ def train(
                 devices=strategy.num_replicas_in_sync, start_epoch=start))
             log_dir = save_dir / (state["log_dir"] if state else
                                   datetime.now().strftime("loss_%Y_%m_%d_%H_%M_%S"))
-            shared = shared_callbacks(cfg, save_dir, log_dir, splits[1])
+            shared = shared_callbacks(cfg, save_dir, log_dir, layout, splits[1])
             if state is not None:
                 restore_callback_states(shared, state["callbacks"])
             for phase in phases:
@@ -361,7 +248,7 @@ def run_phase(model: keras.Model, phase: Phase, datasets: list,
         datasets[0],
         steps_per_epoch=steps_per_epoch(len(train_ids), phase.batch_size),
         validation_data=datasets[1],
-        validation_steps=steps_per_epoch(len(val_ids), phase.batch_size),
+        validation_steps=steps_per_epoch(len(val_ids), phase.batch_size) or None,
         epochs=phase.end,
         initial_epoch=phase.start,
         shuffle=False,  # make_dataset already shuffles, reproducibly
