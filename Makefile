@@ -24,7 +24,19 @@ DEMO_SHAPE := --num_classes 4 --backbone resnet50 --input_shape 64 64
 DEMO_NAMES := --name_classes background circle square triangle
 DEMO_MODEL = --model_path $(DEMO_OUT)/best_epoch_weights.weights.h5 $(DEMO_SHAPE)
 
-.PHONY: venv demo docs test lint clean-demo constraints
+# Medical demo: synthetic EM slices (utils/em_data.py) in the original's Medical_Datasets layout,
+# the same kind of two-phase run from scratch through train_medical.py, then val mIoU and Dice.
+# 128x128 inputs, since the membranes are only 2-4 px wide.
+DEMO_MEDICAL_DATA := Medical_Datasets/demo
+DEMO_MEDICAL_OUT := logs/demo_medical
+DEMO_MEDICAL_IMAGES := 120
+DEMO_MEDICAL_TRAIN := --backbone resnet50 --model_path "" --input_shape 128 128 \
+	--Freeze_Epoch 1 --UnFreeze_Epoch 8 --Freeze_batch_size 4 --Unfreeze_batch_size 4 \
+	--dice_loss True --precise_bn_images 32 --eval_period 2 --save_period 8
+DEMO_MEDICAL_MODEL = --model_path $(DEMO_MEDICAL_OUT)/best_epoch_weights.weights.h5 \
+	--num_classes 2 --backbone resnet50 --input_shape 128 128
+
+.PHONY: venv demo demo-medical docs test lint clean-demo constraints
 
 venv: $(VENV)/.installed
 
@@ -51,6 +63,15 @@ demo: venv
 	$(PY) get_miou.py $(DEMO_MODEL) $(DEMO_NAMES) --VOCdevkit_path $(DEMO_DATA) \
 		--miou_out_path $(DEMO_OUT)/miou_out
 
+demo-medical: venv
+	$(PY) -m utils.em_data --out $(DEMO_MEDICAL_DATA) --num_images $(DEMO_MEDICAL_IMAGES) \
+		--outputs $(DEMO_MEDICAL_OUT)
+	$(PY) voc_annotation_medical.py --VOCdevkit_path $(DEMO_MEDICAL_DATA) --train_percent 0.8
+	$(PY) train_medical.py $(DEMO_MEDICAL_TRAIN) --VOCdevkit_path $(DEMO_MEDICAL_DATA) \
+		--save_dir $(DEMO_MEDICAL_OUT)
+	$(PY) get_miou.py $(DEMO_MEDICAL_MODEL) --name_classes background membrane \
+		--VOCdevkit_path $(DEMO_MEDICAL_DATA) --miou_out_path $(DEMO_MEDICAL_OUT)/miou_out
+
 # README's pictures (docs/*.png) from the demo run; trains it first if its checkpoint is missing.
 docs: venv
 	@test -f $(DEMO_OUT)/best_epoch_weights.weights.h5 || $(MAKE) demo
@@ -64,9 +85,11 @@ lint: venv
 test: venv lint
 	$(PY) tests/run_suite.py -q
 
-# Deletes exactly the files make demo wrote (listed in $(DEMO_DATA)/demo_manifest.json).
+# Deletes exactly the files make demo and make demo-medical wrote (listed in each dataset's
+# demo_manifest.json).
 clean-demo:
 	$(PYTHON) -m utils.demo_manifest $(DEMO_DATA)
+	$(PYTHON) -m utils.demo_manifest $(DEMO_MEDICAL_DATA)
 
 # Pin the newest versions requirements*.txt allow: a fresh venv without constraints, frozen.
 # Run make test afterwards, and commit constraints.txt when it passes.

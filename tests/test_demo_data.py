@@ -163,7 +163,13 @@ def test_class_hues_lean_per_class_unless_random_colours():
 TINY_DEMO = ("DEMO_IMAGES=20", "DEMO_SHAPE=--num_classes 4 --backbone vgg --input_shape 32 32",
              "DEMO_TRAIN=--num_classes 4 --backbone vgg --model_path \"\" --input_shape 32 32 "
              "--Freeze_Epoch 1 --UnFreeze_Epoch 2 --Freeze_batch_size 2 "
-             "--Unfreeze_batch_size 2 --eval_period 1 --train_gpu []")
+             "--Unfreeze_batch_size 2 --eval_period 1 --train_gpu []",
+             "DEMO_MEDICAL_IMAGES=10",
+             "DEMO_MEDICAL_TRAIN=--backbone vgg --model_path \"\" --input_shape 32 32 "
+             "--Freeze_Epoch 1 --UnFreeze_Epoch 2 --Freeze_batch_size 2 "
+             "--Unfreeze_batch_size 2 --eval_period 1 --train_gpu []",
+             "DEMO_MEDICAL_MODEL=--model_path logs/demo_medical/best_epoch_weights.weights.h5 "
+             "--num_classes 2 --backbone vgg --input_shape 32 32")
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -193,20 +199,28 @@ def test_make_demo_and_clean_demo_leave_a_users_files_byte_identical(tmp_path):
                           ("ImageSets/Segmentation/train.txt", b"cat\n")]:
         (users / name).parent.mkdir(parents=True, exist_ok=True)
         (users / name).write_bytes(content)
+    for name in ("Images/slice.png", "Labels/slice.png"):  # a user's own medical dataset
+        (repo / "Medical_Datasets" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (16, 16), 255).save(repo / "Medical_Datasets" / name)
     Image.new("RGB", (40, 30), (200, 10, 10)).save(repo / "img" / "mine.jpg")
     (repo / "logs" / "my_run").mkdir()
     (repo / "logs" / "my_run" / "last_epoch_weights.weights.h5").write_bytes(b"weights")
     before = snapshot(repo)
 
-    make(repo, "demo", *TINY_DEMO)
+    done = make(repo, "demo", "demo-medical", *TINY_DEMO)
     after = snapshot(repo)
     new = sorted(set(after) - set(before))
-    assert all(n.startswith(("VOCdevkit/demo/", "logs/demo/")) for n in new), new
+    assert all(n.startswith(("VOCdevkit/demo/", "logs/demo/", "Medical_Datasets/demo/",
+                             "logs/demo_medical/")) for n in new), new
     assert {k: after[k] for k in before} == before
     for name in ("VOCdevkit/demo/demo_manifest.json", "logs/demo/best_epoch_weights.weights.h5",
-                 "logs/demo/img_out/street.jpg", "logs/demo/miou_out/metrics.json"):
+                 "logs/demo/img_out/street.jpg", "logs/demo/miou_out/metrics.json",
+                 "Medical_Datasets/demo/demo_manifest.json",
+                 "logs/demo_medical/miou_out/metrics.json"):
         assert name in new
+    assert "===>membrane:" in done.stdout and "mDice" in done.stdout
 
     make(repo, "clean-demo")
     assert snapshot(repo) == before
-    assert not (repo / "VOCdevkit" / "demo").exists() and not (repo / "logs" / "demo").exists()
+    for folder in ("VOCdevkit/demo", "logs/demo", "Medical_Datasets/demo", "logs/demo_medical"):
+        assert not (repo / folder).exists()

@@ -31,6 +31,7 @@ from PIL import Image
 from utils.cli import run as run_main
 from utils.config import read_parameter_block
 from utils.demo_data import write_demo_dataset
+from utils.em_data import write_cell_picture, write_em_dataset
 from utils.predictor import Predictor
 from utils.utils import list_images
 
@@ -43,7 +44,8 @@ README_MAX_BYTES = 15_000
 SHELLS = ("bash", "sh", "shell")
 SCRIPTS = ["train.py", "predict.py", "unet.py", "get_miou.py", "voc_annotation.py",
            "json_to_dataset.py", "summary.py", "docs/make_pictures.py", "benchmark.py",
-           "utils/demo_data.py"]
+           "utils/demo_data.py", "train_medical.py", "voc_annotation_medical.py",
+           "utils/em_data.py"]
 
 TINY_TRAIN = ("--model_path", "", "--input_shape", "64", "64", "--Freeze_Epoch", "1",
               "--UnFreeze_Epoch", "1", "--Freeze_batch_size", "2", "--Unfreeze_batch_size", "2",
@@ -54,6 +56,8 @@ TINY_MODEL = ("--input_shape", "64", "64")
 TRAINED = ("--model_path", "logs/best_epoch_weights.weights.h5", "--num_classes", "3",
            "--backbone", "resnet50", *TINY_MODEL)
 RANDOM = ("--model_path", "", "--num_classes", "3", "--backbone", "resnet50", *TINY_MODEL)
+# The medical commands: train_medical.py's VGG at 64x64, into a folder of its own.
+MEDICAL = ("--model_path", "logs/medical/best_epoch_weights.weights.h5", *TINY_MODEL)
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,19 @@ RUN = {
                                                  creates=("img_out/demo_2.jpg",)),
     "python summary.py --input_shape 256 256 --num_classes 3 --backbone resnet50":
         Run(TINY_MODEL),
+    "python voc_annotation_medical.py":
+        Run(creates=("Medical_Datasets/ImageSets/Segmentation/train.txt",),
+            prints="as this layout expects"),
+    "python voc_annotation_medical.py --train_percent 0.9": Run(("--train_percent", "0.75")),
+    "python train_medical.py --dice_loss True":
+        Run((*TINY_TRAIN, "--save_dir", "logs/medical"),
+            creates=("logs/medical/best_epoch_weights.weights.h5",)),
+    "python predict.py --model_path model_data/unet_voc_medical.h5 --num_classes 2":
+        Run(MEDICAL, stdin="img/cell.png\n", creates=("img_out/cell.png",)),
+    "python get_miou.py --model_path logs/best_epoch_weights.weights.h5 --num_classes 2 "
+    "--name_classes background membrane --VOCdevkit_path Medical_Datasets":
+        Run((*MEDICAL, "--miou_out_path", "miou_medical"),
+            creates=("miou_medical/metrics.json",), prints="===>membrane:"),
 }
 SKIP = {
     "make demo": "trains for minutes; the same scripts run here on tiny settings",
@@ -113,6 +130,11 @@ SKIP = {
         "downloads 100 MB; tests/test_downloads.py downloads from file:// URLs it writes",
     "python -m utils.downloads --weights resnet50_imagenet":
         "downloads 95 MB; tests/test_downloads.py downloads from file:// URLs it writes",
+    "python -m utils.downloads --weights vgg16_imagenet":
+        "downloads 58 MB; tests/test_downloads.py downloads from file:// URLs it writes",
+    "python -m utils.downloads --weights unet_voc_medical":
+        "downloads 94 MB; tests/test_downloads.py downloads from file:// URLs it writes",
+    "make demo-medical": "trains for minutes; tests/test_demo_data.py runs it on tiny settings",
     "python predict.py --mode video --video_path 0": "needs a webcam",
     "python predict.py --mode export_savedmodel":
         "tests/test_exports.py runs this mode through predict.py and checks the result",
@@ -314,9 +336,12 @@ def test_every_parameter_has_a_one_line_meaning(script):
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    """A scratch project folder: 12 demo images relabelled to 2 classes (triangle -> 2)."""
+    """A scratch project folder: 12 demo images relabelled to 2 classes (triangle -> 2), and
+    8 synthetic EM slices with img/cell.png for the medical commands."""
     work = tmp_path_factory.mktemp("readme")
     write_demo_dataset(work / "VOCdevkit", num_images=12, img_dir=work / "img")
+    write_em_dataset(work / "Medical_Datasets", 8, size=(64, 64))
+    write_cell_picture(work / "img" / "cell.png")
     for label_path in (work / "VOCdevkit/VOC2007/SegmentationClass").glob("*.png"):
         label = Image.open(label_path)
         values = np.asarray(label)
@@ -327,7 +352,7 @@ def workdir(tmp_path_factory) -> Path:
     for i in range(2):
         writer.write(np.full((64, 96, 3), 90 * i, np.uint8))
     writer.release()
-    assert len(list_images(work / "img")) == 5
+    assert len(list_images(work / "img")) == 6
     return work
 
 
