@@ -32,7 +32,7 @@ DEMO_MEDICAL_OUT := logs/demo_medical
 DEMO_MEDICAL_IMAGES := 120
 DEMO_MEDICAL_TRAIN := --backbone resnet50 --model_path "" --input_shape 128 128 \
 	--Freeze_Epoch 1 --UnFreeze_Epoch 8 --Freeze_batch_size 4 --Unfreeze_batch_size 4 \
-	--dice_loss True --precise_bn_images 32 --eval_period 2 --save_period 8
+	--focal_loss True --precise_bn_images 32 --eval_period 2 --save_period 8
 DEMO_MEDICAL_MODEL = --model_path $(DEMO_MEDICAL_OUT)/best_epoch_weights.weights.h5 \
 	--num_classes 2 --backbone resnet50 --input_shape 128 128
 

@@ -147,7 +147,7 @@ def test_train_medical_without_val_follows_the_training_loss(medical, tmp_path, 
                         "--VOCdevkit_path", str(medical), "--save_dir", str(save_dir)])
     out = capsys.readouterr().out
     assert "No validation images" in out and "val on 0 samples" in out
-    assert "[advice] The target (class 1) is" in out and "--dice_loss True" in out
+    assert "[advice] The target (class 1) is" in out and "--focal_loss True" in out
     names = sorted(p.name for p in save_dir.glob("*.weights.h5"))
     assert len(names) == 3 and names[:2] == ["best_epoch_weights.weights.h5",
                                              "ep002-loss" + names[1][10:]]
