@@ -107,7 +107,7 @@ RUN = {
         Run(creates=("Medical_Datasets/ImageSets/Segmentation/train.txt",),
             prints="as this layout expects"),
     "python voc_annotation_medical.py --train_percent 0.9": Run(("--train_percent", "0.75")),
-    "python train_medical.py --dice_loss True":
+    "python train_medical.py --focal_loss True":
         Run((*TINY_TRAIN, "--save_dir", "logs/medical"),
             creates=("logs/medical/best_epoch_weights.weights.h5",)),
     "python predict.py --model_path model_data/unet_voc_medical.h5 --num_classes 2":
