@@ -52,6 +52,10 @@ def test_label_rule_127_is_class_1_and_128_is_class_0(tmp_path):
     assert layout.read_label(tmp_path / "Labels" / "bilevel.png").tolist() == [[1, 1, 0, 0]]
     Image.fromarray(values).convert("RGB").save(tmp_path / "Labels" / "grey_rgb.png")
     assert layout.read_label(tmp_path / "Labels" / "grey_rgb.png").tolist() == [[1, 1, 0, 0]]
+    sixteen = Image.fromarray(values.astype(np.uint16) * 257)  # 0, 32639, 32896, 65535
+    sixteen.save(tmp_path / "Labels" / "sixteen.png")
+    assert Image.open(tmp_path / "Labels" / "sixteen.png").mode.startswith("I")
+    assert layout.read_label(tmp_path / "Labels" / "sixteen.png").tolist() == [[1, 1, 0, 0]]
     Image.new("RGB", (4, 1), (200, 0, 0)).save(tmp_path / "Labels" / "red.png")
     with pytest.raises(DatasetError, match=r"red\.png: the label is a RGB colour image"):
         layout.read_label(tmp_path / "Labels" / "red.png")
@@ -103,10 +107,13 @@ def test_audit_reports_grey_values_and_how_the_rule_split_them(medical):
 
 
 @pytest.mark.parametrize("fill, verdict", [
-    (255, "No mask has a dark pixel"), (0, "Every mask pixel is dark")])
+    (255, "No mask has a dark pixel"), (0, "Every mask pixel is dark"),
+    (1, "The masks hold only the values 0 and 1: class indices")])
 def test_audit_refuses_masks_with_one_class(medical, fill, verdict):
     for path in (medical / "Labels").glob("*.png"):
-        Image.new("L", SIZE, fill).save(path)
+        mask = np.full(SIZE, fill, np.uint8)
+        mask[:8] = 0 if fill == 1 else fill  # 0/1 class-index labels
+        Image.fromarray(mask).save(path)
     report = audit_dataset(medical, 2, progress=False)
     assert any(verdict in message for message in report.fatal)
 

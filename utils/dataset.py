@@ -262,10 +262,14 @@ class MedicalLayout(VOCLayout):
     annotation_script: ClassVar[str] = "voc_annotation_medical.py"
 
     def label_values(self, image: Image.Image, path: str | Path) -> np.ndarray:
-        """Grey values of a mask; "1" (bilevel) masks read as 0/255 and RGB masks whose three
-        channels are equal as that grey, since mask tools save both."""
+        """8-bit grey values of a mask. Microscopy tools also save masks as bilevel ("1"),
+        16-bit (0/65535, scaled to 0/255) or RGB with three equal channels: read as grey."""
         if image.mode == "1":
             return np.asarray(image.convert("L"))
+        if image.mode in ("I", "I;16", "I;16L", "I;16B"):
+            values = np.asarray(image, np.float64)
+            peak = 65535.0 if values.max() > 255 else 255.0
+            return np.clip(np.round(values * (255.0 / peak)), 0, 255).astype(np.uint8)
         if image.mode in ("RGB", "RGBA"):
             values = np.asarray(image)
             grey = values[..., 0]

@@ -241,6 +241,12 @@ def _check_mask_values(report: AuditReport, results: list[_Item], counts: np.nda
         return
     dark = int(counts[: int(MEDICAL_THRESHOLD) + 1].sum())
     report.foreground_share = dark / total
+    if set(report.value_counts) == {0, 1}:
+        fatal.append("The masks hold only the values 0 and 1: class indices, not the 0/255 "
+                     "masks this layout expects, so every pixel would be class 1. Save the "
+                     "masks with the target 0 (dark) and the rest 255, or put class-index "
+                     "labels in the VOC layout (VOC2007/SegmentationClass).")
+        return
     grey_dark, grey_light = int(counts[1:128].sum()), int(counts[128:255].sum())
     if grey_dark or grey_light:
         files = [item.label_path.name for item in results
