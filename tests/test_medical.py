@@ -146,8 +146,12 @@ def test_voc_annotation_medical_puts_every_image_in_train(medical, capsys):
     assert "train size 6" in out and "as this layout expects" in out
 
 
-def test_train_medical_without_val_follows_the_training_loss(medical, tmp_path, capsys):
+def test_train_medical_without_val_follows_the_training_loss(medical, tmp_path, capsys,
+                                                              user_error):
     voc_annotation_medical.main(["--VOCdevkit_path", str(medical)])
+    message = user_error(get_miou.main, ["--miou_mode", "2", "--VOCdevkit_path", str(medical)])
+    assert "val.txt is empty" in message
+    assert "python voc_annotation_medical.py --train_percent 0.9" in message
     save_dir = tmp_path / "logs"
     train_medical.main(["--train_gpu", "[]", "--model_path", "", "--input_shape", "32", "32",
                         "--Freeze_Epoch", "1", "--UnFreeze_Epoch", "2", "--save_period", "2",

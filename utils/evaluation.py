@@ -188,6 +188,10 @@ def run_get_miou(cfg: Any) -> dict[str, Any] | None:
     check_settings(cfg)
     layout = as_layout(cfg.VOCdevkit_path)
     ids = layout.read_split("val")
+    if not ids:
+        raise EvaluationError(f"{layout.split_file('val')} is empty: there is nothing to score. "
+                              "Keep some images for validation, e.g. "
+                              f"`python {layout.annotation_script} --train_percent 0.9`.")
     if cfg.miou_mode in (0, 1):
         print("Load model.")
         settings = Predictor.settings_of(cfg)
