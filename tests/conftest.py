@@ -131,9 +131,23 @@ def _keep_next_unclaimed(items: list, start: int) -> None:
         del items[start:end]
 
 
+# The slowest modules, slowest first (about 275 s down to 60 s on 2 cores): claimed before
+# the rest, the parallel processes end at nearly the same time instead of one waiting for
+# the other's last long module.
+SLOWEST_MODULES = ("test_benchmark.py", "test_distribute.py", "test_demo_data.py",
+                   "test_readme.py", "test_bad_inputs.py", "test_resume.py",
+                   "test_precise_bn.py")
+
+
+def _slowest_first(item) -> int:
+    name = item.path.name
+    return SLOWEST_MODULES.index(name) if name in SLOWEST_MODULES else len(SLOWEST_MODULES)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items):
     if _CLAIMS:
+        items.sort(key=_slowest_first)  # stable: each module keeps its own order
         _keep_next_unclaimed(items, 0)
 
 
