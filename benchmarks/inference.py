@@ -164,11 +164,11 @@ def bench_accuracy(cfg: Any, work: Path) -> list[dict]:
     """Val mIoU of each backend with the trained weights, and pixel agreement with the first."""
     from PIL import Image
 
-    from utils.dataset import VOCLayout
+    from utils.dataset import as_layout
     from utils.evaluation import evaluate_split
     from utils.quantize import calibration_files
 
-    layout = VOCLayout(cfg.VOCdevkit_path)
+    layout = as_layout(cfg.VOCdevkit_path)  # VOC or medical, by its folders
     ids = layout.read_split("val")
     calibration = calibration_files(layout, cfg.calibration_images or 32)
     settings = dict(model_path=cfg.model_path, num_classes=cfg.num_classes,
