@@ -160,13 +160,14 @@ def test_class_hues_lean_per_class_unless_random_colours():
 
 # ---- make demo, then make clean-demo, in a copy of the repository ---------------------------
 
+# One short frozen epoch each: this checks where the demos write, not how they train.
 TINY_DEMO = ("DEMO_IMAGES=20", "DEMO_SHAPE=--num_classes 4 --backbone vgg --input_shape 32 32",
              "DEMO_TRAIN=--num_classes 4 --backbone vgg --model_path \"\" --input_shape 32 32 "
-             "--Freeze_Epoch 1 --UnFreeze_Epoch 2 --Freeze_batch_size 2 "
+             "--Freeze_Epoch 1 --UnFreeze_Epoch 1 --Freeze_batch_size 2 "
              "--Unfreeze_batch_size 2 --eval_period 1 --train_gpu []",
              "DEMO_MEDICAL_IMAGES=10",
              "DEMO_MEDICAL_TRAIN=--backbone vgg --model_path \"\" --input_shape 32 32 "
-             "--Freeze_Epoch 1 --UnFreeze_Epoch 2 --Freeze_batch_size 2 "
+             "--Freeze_Epoch 1 --UnFreeze_Epoch 1 --Freeze_batch_size 2 "
              "--Unfreeze_batch_size 2 --eval_period 1 --train_gpu []",
              "DEMO_MEDICAL_MODEL=--model_path logs/demo_medical/best_epoch_weights.weights.h5 "
              "--num_classes 2 --backbone vgg --input_shape 32 32")
