@@ -239,7 +239,8 @@ def _check_mask_values(report: AuditReport, results: list[_Item], counts: np.nda
     total = int(counts.sum())
     if not total:
         return
-    dark = int(counts[: int(MEDICAL_THRESHOLD) + 1].sum())
+    first_light = int(MEDICAL_THRESHOLD) + 1  # values below it are class 1
+    dark = int(counts[:first_light].sum())
     report.foreground_share = dark / total
     if set(report.value_counts) == {0, 1}:
         fatal.append("The masks hold only the values 0 and 1: class indices, not the 0/255 "
@@ -247,7 +248,8 @@ def _check_mask_values(report: AuditReport, results: list[_Item], counts: np.nda
                      "masks with the target 0 (dark) and the rest 255, or put class-index "
                      "labels in the VOC layout (VOC2007/SegmentationClass).")
         return
-    grey_dark, grey_light = int(counts[1:128].sum()), int(counts[128:255].sum())
+    grey_dark = int(counts[1:first_light].sum())
+    grey_light = int(counts[first_light:255].sum())
     if grey_dark or grey_light:
         files = [item.label_path.name for item in results
                  if item.counts is not None and item.counts[1:255].any()]
@@ -278,7 +280,7 @@ def _check_mask_values(report: AuditReport, results: list[_Item], counts: np.nda
     else:
         passed.append(f"{report.foreground_share:.1%} of the mask pixels are class 1 (dark).")
     empty = [item.label_path.name for item in results
-             if item.counts is not None and not item.counts[:128].any()]
+             if item.counts is not None and not item.counts[:first_light].any()]
     if empty:
         warnings.append(f"{len(empty)} masks have no dark (class 1) pixel: {name_files(empty)} "
                         "(fine if these images have no target).")
