@@ -38,9 +38,11 @@ DEMO_MEDICAL_MODEL = --model_path $(DEMO_MEDICAL_OUT)/best_epoch_weights.weights
 
 .PHONY: venv demo demo-medical docs test lint clean-demo constraints
 
-venv: $(VENV)/.installed
+# KERAS_BACKEND=jax or torch also installs that backend (requirements-$(KERAS_BACKEND).txt).
+BACKEND_INSTALLED := $(if $(filter tensorflow,$(KERAS_BACKEND)),,$(VENV)/.installed-$(KERAS_BACKEND))
+venv: $(VENV)/.installed $(BACKEND_INSTALLED)
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+$(VENV)/.installed: requirements.txt requirements-core.txt requirements-dev.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python 3.11+ is needed (found $$($(PYTHON) --version)); set PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +54,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 			apt-get update -qq && apt-get install -y -qq libgl1 libglib2.0-0 >/dev/null; \
 		else echo "import cv2 failed: install libGL and glib, e.g. sudo apt-get install libgl1 libglib2.0-0"; exit 1; fi; }
 	$(PY) -c "import cv2, keras, tensorflow as tf; print('tensorflow', tf.__version__, 'keras', keras.__version__, 'opencv', cv2.__version__)"
+	touch $@
+
+$(VENV)/.installed-%: requirements-%.txt constraints.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-$*.txt \
+		-c constraints.txt
 	touch $@
 
 demo: venv
@@ -81,8 +88,9 @@ docs: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 
-# The suite runs in a few pytest processes, each up to a memory limit (see tests/run_suite.py).
-test: venv lint
+# The suite runs in a few pytest processes, each up to a memory limit (see tests/run_suite.py);
+# it runs the scripts on JAX and PyTorch too (tests/test_backends.py).
+test: venv $(VENV)/.installed-jax $(VENV)/.installed-torch lint
 	$(PY) tests/run_suite.py -q
 
 # Deletes exactly the files make demo and make demo-medical wrote (listed in each dataset's
@@ -96,7 +104,8 @@ clean-demo:
 constraints:
 	rm -rf .venv-constraints
 	$(PYTHON) -m venv .venv-constraints
-	.venv-constraints/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	.venv-constraints/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt \
+		-r requirements-jax.txt -r requirements-torch.txt
 	{ sed -n '1,3p' constraints.txt; .venv-constraints/bin/pip freeze; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 	rm -rf .venv-constraints

@@ -6,8 +6,10 @@ model; one training step of train.py's model, loss and optimizer (each configura
 process, which also gives its peak RSS); the training input pipeline; make demo's arithmetic
 (TFLOP) and its training step as a share of the roof; with --model_path and
 --VOCdevkit_path, the val mIoU and class-map agreement of each precision; with --strategy,
-training steps on 1 and on 2 worker processes of a local multi-worker cluster. Every figure is
-the min and median over repeats after warm-up. Results go to benchmark.json and benchmark.md.
+training steps on 1 and on 2 worker processes of a local multi-worker cluster; with --backends
+tensorflow jax torch, inference and a training step on each Keras backend, each in a process of
+its own. Every figure is the min and median over repeats after warm-up. Results go to
+benchmark.json and benchmark.md.
 
 `--device gpu` instead measures a GPU on any Keras backend (TensorFlow, or JAX without
 TensorFlow or onnxruntime installed): training images/s at 512² for float32, float16 and
@@ -40,7 +42,9 @@ strategy = False
 # --device gpu 512.
 size = []
 # Inference backends, any of tf_fp32 tf_fp32_live tf_fp32_xla ort_fp32 tf_bf16 ort_int8.
-# tf_fp32 freezes the weights into the graph, tf_fp32_live reads them on every call.
+# tf_fp32 freezes the weights into the graph, tf_fp32_live reads them on every call. The Keras
+# backends tensorflow jax torch (e.g. --backends tensorflow jax torch) compare inference and a
+# training step on each, in its own process.
 backends = ["tf_fp32", "tf_fp32_live", "tf_fp32_xla", "ort_fp32", "tf_bf16", "ort_int8"]
 # Timed calls. 0 = 5; --quick 2; --device gpu 10 (--quick 3).
 repeats = 0

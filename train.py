@@ -13,8 +13,9 @@ from utils.training import train
 
 # ---- Model ------------------------------------------------------------------------------------
 # GPUs to train on, e.g. [0, 1]; with several, the batch sizes below are global batches split
-# across them (MirroredStrategy). Without a GPU, training runs on the CPU. With TF_CONFIG set,
-# every machine of the cluster runs this script (MultiWorkerMirroredStrategy; see README).
+# across them (MirroredStrategy; DataParallel on JAX). Without a GPU, training runs on the CPU.
+# With TF_CONFIG set, every machine of the cluster runs this script (MultiWorkerMirroredStrategy;
+# see README).
 train_gpu = [0, ]
 # Number of classes + 1 (background counts), e.g. 2 object classes -> 3.
 num_classes = 21
@@ -80,7 +81,7 @@ dice_loss = False
 focal_loss = False
 # Per-class loss weights (length num_classes).
 cls_weights = np.ones([num_classes], np.float32)
-# Kept from the original; tf.data reads and augments in parallel threads whatever its value.
+# Kept from the original; the input pipeline reads and augments in parallel threads anyway.
 num_workers = 1
 # Batch norm (resnet50): before each validation, re-estimate its statistics from this many
 # training images instead of the moving averages, which lag far behind the weights when
@@ -88,7 +89,7 @@ num_workers = 1
 precise_bn_images = 0
 
 # ---- Run --------------------------------------------------------------------------------------
-# Seed for Python, NumPy and TensorFlow: same seed, same initial weights and batches.
+# Seed for Python, NumPy and the Keras backend: same seed, same initial weights and batches.
 seed = 11
 # Continue the interrupted run in save_dir (weights, optimizer, epoch, curves).
 resume = False

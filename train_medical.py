@@ -79,14 +79,14 @@ dice_loss = False
 focal_loss = False
 # Per-class loss weights (length num_classes).
 cls_weights = np.ones([num_classes], np.float32)
-# Kept from the original; tf.data reads and augments in parallel whatever its value.
+# Kept from the original; the input pipeline reads and augments in parallel anyway.
 num_workers = 1
 # resnet50: re-estimate batch-norm statistics from this many training images before each
 # validation (0 = off). One device only.
 precise_bn_images = 0
 
 # ---- Run --------------------------------------------------------------------------------------
-# Seed for Python, NumPy and TensorFlow.
+# Seed for Python, NumPy and the Keras backend.
 seed = 11
 # Continue the interrupted run in save_dir.
 resume = False

@@ -10,7 +10,8 @@ from benchmarks.harness import print_result
 # kind -> "module:function" taking the spec dict and returning the result dict
 KINDS = {"train_step": "benchmarks.training:train_step",
          "strategy_worker": "benchmarks.strategy:strategy_worker",
-         "onnx_export": "benchmarks.inference:onnx_export"}
+         "onnx_export": "benchmarks.inference:onnx_export",
+         "backend_step": "benchmarks.keras_backends:backend_step"}
 
 
 def main(argv: list[str]) -> None:

@@ -10,6 +10,7 @@ import keras
 
 from benchmarks.demo import bench_demo
 from benchmarks.inference import bench_accuracy, bench_inference, bench_roof, write_inputs
+from benchmarks.keras_backends import bench_keras_backends
 from benchmarks.pipeline import bench_pipeline
 from benchmarks.report import write_results
 from benchmarks.strategy import bench_strategy
@@ -74,6 +75,8 @@ def run_cpu(cfg: Any) -> dict:
         results["demo"] = bench_demo(cfg, roof)
     if "strategy" in cfg.sections:
         results["strategy"] = bench_strategy(cfg)
+    if "backends" in cfg.sections:
+        results["backends"] = bench_keras_backends(cfg, roof)
     results["targets"] = evaluate(results, CPU_TARGETS)
     results["machine"]["load_average_end"] = load_average()
     results["seconds"] = round(time.perf_counter() - start, 1)

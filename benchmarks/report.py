@@ -25,6 +25,10 @@ CPU_TABLES = [
     ("Data-parallel workers on this machine (train.py model, loss, optimizer)", "strategy",
      ["workers", "threads_per_worker", "size", "global_batch", "replicas", "s_min",
       "s_median", "images_per_s", "speed_vs_1_worker"]),
+    ("Keras backends (inference batch 1; train.py's training step)", "backends",
+     ["backend", "size", "batch", "infer_s_min", "infer_gflops", "infer_pct_roof",
+      "infer_speed_vs_first", "train_s_min", "train_gflops", "train_pct_roof",
+      "train_speed_vs_first"]),
     ("Targets (ratios from this run)", "targets", TARGET_COLUMNS),
 ]
 GPU_TABLES = [
@@ -72,9 +76,12 @@ def cpu_markdown(results: dict) -> str:
             parts.append(f"## {title}\n\n{markdown_table(rows, columns)}")
         if key == "training" and "pipeline" in results:
             pipeline = results["pipeline"]
-            parts.append(f"## Input pipeline\n\n{pipeline['input']}: "
+            parts.append(f"## Input pipeline\n\n{pipeline['input']}: tf.data "
                          f"{pipeline['images_per_s_median']} images/s median "
-                         f"({pipeline['images_per_s_min']} min).")
+                         f"({pipeline['images_per_s_min']} min); PyDataset, "
+                         f"{pipeline['pydataset_workers']} threads, "
+                         f"{pipeline['pydataset_images_per_s_median']} median "
+                         f"({pipeline['pydataset_images_per_s_min']} min).")
     return "\n\n".join(parts) + "\n"
 
 

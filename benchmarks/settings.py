@@ -1,5 +1,6 @@
 """benchmark.py's settings checked, and its automatic values filled in for the CPU or GPU run."""
 
+from benchmarks.keras_backends import KERAS_BACKENDS
 from utils.config import Config
 from utils.settings import BENCHMARK_SECTIONS, check_settings
 
@@ -7,15 +8,19 @@ from utils.settings import BENCHMARK_SECTIONS, check_settings
 NOT_QUICK = ("tf_bf16", "tf_fp32_live")
 
 
-def default_sections(cfg: Config) -> list[str]:
-    """--pipeline or --strategy alone; else every section but strategy, and accuracy only with
-    trained weights and a dataset."""
+def default_sections(cfg: Config, keras_backends: list[str], variants: list[str]) -> list[str]:
+    """--pipeline or --strategy alone; Keras backends alone: the roof and their comparison;
+    else every section but strategy and backends, accuracy only with trained weights and a
+    dataset, and the backends section when --backends names Keras backends."""
     if cfg.pipeline:
         return ["pipeline"]
     if cfg.strategy:
         return ["strategy"]
+    if keras_backends and not variants:
+        return ["roof", "backends"]
     scored = bool(cfg.model_path and cfg.VOCdevkit_path)
-    return [s for s in BENCHMARK_SECTIONS if s != "strategy" and (s != "accuracy" or scored)]
+    return [s for s in BENCHMARK_SECTIONS if s not in ("strategy", "backends")
+            and (s != "accuracy" or scored)] + (["backends"] if keras_backends else [])
 
 
 def resolve(cfg: Config) -> Config:
@@ -28,13 +33,15 @@ def resolve(cfg: Config) -> Config:
             size=cfg.size or [512], repeats=cfg.repeats or (3 if quick else 10),
             train_repeats=cfg.train_repeats or (3 if quick else 5), time_budget=budget,
             json=cfg.json or "benchmark_gpu.json", md=cfg.md or "benchmark_gpu.md")
-    sections = cfg.sections or default_sections(cfg)
+    keras_backends = [b for b in cfg.backends if b in KERAS_BACKENDS]
+    backends = [b for b in cfg.backends if b not in KERAS_BACKENDS]
+    sections = cfg.sections or default_sections(cfg, keras_backends, backends)
     size = cfg.size or ([256] if quick else [512, 256])
-    backends = cfg.backends
     if quick:
         backends = [b for b in backends if b not in NOT_QUICK] or backends
     return cfg.replace(
-        sections=sections, size=size, backends=backends, eval_shape=cfg.eval_shape or [size[0]] * 2,
+        sections=sections, size=size, backends=backends,
+        keras_backends=keras_backends or ["tensorflow"], eval_shape=cfg.eval_shape or [size[0]] * 2,
         repeats=cfg.repeats or (2 if quick else 5),
         train_repeats=cfg.train_repeats or (2 if quick else 3),
         json=cfg.json or "benchmark.json", md=cfg.md or "benchmark.md")

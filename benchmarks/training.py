@@ -47,10 +47,10 @@ def train_model(spec: dict, strategy: Any, precision: str = "float32") -> keras.
 
 def train_step(spec: dict) -> dict:
     """In a child process: `train_on_batch` timed on a synthetic batch, and the peak RSS."""
-    import tensorflow as tf
+    from utils.distribute import default_strategy
 
     size, batch, classes = spec["size"], spec["batch"], spec["num_classes"]
-    model = train_model(spec, tf.distribute.get_strategy(), spec["precision"])
+    model = train_model(spec, default_strategy(), spec["precision"])
     x, y = synthetic_batch(batch, size, classes)
     timing = time_call(lambda: model.train_on_batch(x, y), spec["repeats"], warmup=1)
     rss_gib = peak_rss_gib()  # before the model built for counting FLOPs adds to it

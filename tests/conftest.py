@@ -134,8 +134,8 @@ def _keep_next_unclaimed(items: list, start: int) -> None:
 # The slowest modules, slowest first (about 275 s down to 60 s on 2 cores): claimed before
 # the rest, the parallel processes end at nearly the same time instead of one waiting for
 # the other's last long module.
-SLOWEST_MODULES = ("test_benchmark.py", "test_distribute.py", "test_demo_data.py",
-                   "test_readme.py", "test_bad_inputs.py", "test_resume.py",
+SLOWEST_MODULES = ("test_benchmark.py", "test_backends.py", "test_distribute.py",
+                   "test_demo_data.py", "test_readme.py", "test_bad_inputs.py", "test_resume.py",
                    "test_precise_bn.py")
 
 

@@ -124,6 +124,15 @@ SKIP = {
     "pip install -r requirements.txt -c constraints.txt": "installs packages",
     "pip install \"tensorflow[and-cuda]==2.21.*\"": "installs packages",
     "nvidia-smi": "needs a GPU",
+    "pip install -r requirements-jax.txt -c constraints.txt": "installs packages",
+    "pip install -r requirements-torch.txt -c constraints.txt --extra-index-url "
+    "https://download.pytorch.org/whl/cpu": "installs packages",
+    "KERAS_BACKEND=jax python train.py --num_classes 3":
+        "tests/test_backends.py trains, resumes and predicts on JAX and PyTorch",
+    "KERAS_BACKEND=torch python predict.py --mode dir_predict":
+        "tests/test_backends.py runs every predict mode on JAX and PyTorch",
+    "XLA_FLAGS=--xla_force_host_platform_device_count=2 KERAS_BACKEND=jax python train.py "
+    "--train_gpu \"[]\"": "tests/test_backends.py trains on two virtual JAX devices",
     "python -m utils.downloads --weights unet_vgg_voc":
         "downloads 100 MB; tests/test_downloads.py downloads from file:// URLs it writes",
     "python -m utils.downloads --weights resnet50_imagenet":
@@ -185,7 +194,7 @@ def page_commands(text: str) -> list[tuple[str, dict[str, str]]]:
         variables: dict[str, str] = {}
         for line in body.replace("\\\n", " ").splitlines():
             line = " ".join(re.sub(r"(^|\s)#.*$", "", line).split())
-            assignment = re.fullmatch(r"(\w+)=(.*)", line)
+            assignment = re.fullmatch(r"(\w+)=(\S+)", line)  # not VAR=x command
             if assignment:
                 variables[assignment[1]] = shlex.split(assignment[2])[0]
             elif line:

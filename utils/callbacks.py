@@ -17,6 +17,7 @@ import scipy.signal
 from matplotlib.figure import Figure
 from PIL import Image
 
+from utils.backend import is_tensorflow
 from utils.checkpoints import NaNGuard, TrainingStateCheckpoint, WeightsCheckpoint
 from utils.dataset import VOCLayout, as_layout
 from utils.evaluation import evaluate_split
@@ -157,7 +158,7 @@ class EvalCallback(keras.callbacks.Callback):
 
     def _log_overlays(self, epoch: int) -> None:
         """The first val images drawn with their predicted classes, for TensorBoard."""
-        if not importlib.util.find_spec("tensorboard"):
+        if not tensorboard_available():
             return
         import tensorflow as tf
 
@@ -205,10 +206,18 @@ class TrainingLog(keras.callbacks.CSVLogger):
         super().on_epoch_end(epoch, logs)
 
 
+def tensorboard_available() -> bool:
+    """TensorBoard events are written with tf.summary: on the TensorFlow backend, when the
+    tensorboard package is installed."""
+    return is_tensorflow() and importlib.util.find_spec("tensorboard") is not None
+
+
 def tensorboard_or_nothing(log_dir: Path) -> keras.callbacks.Callback:
-    if importlib.util.find_spec("tensorboard"):
+    if tensorboard_available():
         return keras.callbacks.TensorBoard(str(log_dir))
-    print("TensorBoard events are not written: `pip install tensorboard` to get them.")
+    why = ("`pip install tensorboard` to get them" if is_tensorflow() else
+           f"they need the TensorFlow backend, and KERAS_BACKEND is {keras.backend.backend()}")
+    print(f"TensorBoard events are not written: {why}. The curves and the CSV log are.")
     return keras.callbacks.Callback()
 
 

@@ -1,6 +1,8 @@
-"""Training on several GPUs or machines with TensorFlow's own distribution strategies.
+"""Training on several GPUs or machines: TensorFlow's distribution strategies, Keras' own
+data parallelism on JAX.
 
-One machine: `train_gpu = [0, 1]` trains under MirroredStrategy. Several machines: set TF_CONFIG
+One machine: `train_gpu = [0, 1]` trains under MirroredStrategy (TensorFlow) or
+`keras.distribution.DataParallel` (JAX). Several machines (TensorFlow only): set TF_CONFIG
 on each (https://www.tensorflow.org/guide/distributed_training#TF_CONFIG) and run the same
 train.py everywhere; it then trains under MultiWorkerMirroredStrategy. Batch sizes are global:
 every step consumes `batch_size` images in total, split evenly over all replicas.
@@ -11,22 +13,59 @@ import os
 import shutil
 import socket
 from collections.abc import Callable, Sequence
-from contextlib import closing
+from contextlib import AbstractContextManager, closing, nullcontext
 from pathlib import Path
+from typing import Any
 
-import tensorflow as tf
+import keras
 
 from utils import machine
+from utils.backend import (
+    accelerators,
+    backend,
+    compute_devices,
+    framework,
+    is_tensorflow,
+    require_tensorflow,
+)
 from utils.errors import UserError
+
+Strategy = Any  # a Strategy, or a KerasDistribution on JAX and PyTorch
 
 
 class DistributeError(UserError, ValueError):
     """TF_CONFIG, train_gpu or a batch size that cannot work on this cluster; says the fix."""
 
 
+class KerasDistribution:
+    """The strategy of JAX and PyTorch runs: one process, and on JAX with several devices
+    Keras' DataParallel, which splits every global batch over them."""
+
+    def __init__(self, devices: Sequence = ()):
+        self.devices = list(devices)
+        if len(self.devices) > 1:
+            keras.distribution.set_distribution(
+                keras.distribution.DataParallel(devices=self.devices))
+
+    @property
+    def num_replicas_in_sync(self) -> int:
+        return max(len(self.devices), 1)
+
+    def scope(self) -> AbstractContextManager:
+        return nullcontext()  # the distribution, if any, is set for the whole process
+
+
 def gpu_missing_reason() -> str:
-    """Why TensorFlow sees no GPU here, in a few words."""
-    return machine.gpu_missing_reason(tf.test.is_built_with_cuda())
+    """Why the backend sees no GPU here, in a few words."""
+    if is_tensorflow():
+        import tensorflow as tf
+
+        return machine.gpu_missing_reason(tf.test.is_built_with_cuda())
+    if backend() == "torch":
+        import torch
+
+        return machine.gpu_missing_reason(torch.version.cuda is not None, framework())
+    return machine.gpu_missing_reason(True, framework())
 
 
 def read_tf_config() -> dict | None:
@@ -50,15 +89,53 @@ def read_tf_config() -> dict | None:
     return config
 
 
-def select_strategy(train_gpu: Sequence[int]) -> tf.distribute.Strategy:
+def warn_without_gpu(train_gpu: list[int]) -> None:
+    """The one warning when train_gpu names GPUs that the backend does not see."""
+    print(f"[Warning] train_gpu = {train_gpu}, but {framework()} sees no GPU: "
+          f"{gpu_missing_reason()}. Training runs on the CPU. README's Install section "
+          "shows the GPU setup; train_gpu = [] trains on the CPU without this warning.")
+
+
+def keras_strategy(train_gpu: list[int]) -> KerasDistribution:
+    """JAX and PyTorch: the GPUs in train_gpu; on JAX several devices train data-parallel,
+    virtual CPU devices too (XLA_FLAGS=--xla_force_host_platform_device_count=N)."""
+    if os.environ.get("TF_CONFIG", "").strip():
+        require_tensorflow("Training on several machines (TF_CONFIG)",
+                           "unset TF_CONFIG to train on this machine, or use "
+                           "KERAS_BACKEND=tensorflow")
+    gpus = accelerators()
+    if not gpus:
+        if train_gpu:
+            warn_without_gpu(train_gpu)
+        devices = compute_devices()  # JAX's CPU devices: one unless XLA_FLAGS asks for more
+        return KerasDistribution(devices if len(devices) > 1 else ())
+    unknown = [i for i in train_gpu if not 0 <= i < len(gpus)]
+    if unknown:
+        raise DistributeError(f"train_gpu = {train_gpu}: GPU {unknown} is not visible; "
+                              f"{framework()} sees {len(gpus)} GPU(s), numbered 0 to "
+                              f"{len(gpus) - 1}.")
+    if len(train_gpu) > 1 and backend() != "jax":
+        raise DistributeError(f"train_gpu = {train_gpu}: several GPUs train on the TensorFlow "
+                              f"or JAX backend, not on {framework()}; use train_gpu = "
+                              f"[{train_gpu[0]}] or KERAS_BACKEND=jax.")
+    devices = compute_devices()
+    return KerasDistribution([devices[i] for i in train_gpu] if len(train_gpu) > 1 else ())
+
+
+def select_strategy(train_gpu: Sequence[int]) -> Strategy:
     """The strategy for this process: multi-worker when TF_CONFIG is set, else Mirrored over
     the GPUs in train_gpu when there are several, else the default (one GPU or the CPU).
+    On JAX and PyTorch, a `KerasDistribution` (see `keras_strategy`).
 
     Must run before TensorFlow executes anything: the GPUs are hidden and, for several
     workers, the collective ops configured here.
     """
-    gpus = tf.config.list_physical_devices("GPU")
     train_gpu = [int(i) for i in train_gpu]
+    if not is_tensorflow():
+        return keras_strategy(train_gpu)
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
     tf_config = read_tf_config()
     if gpus:
         unknown = [i for i in train_gpu if not 0 <= i < len(gpus)]
@@ -76,9 +153,7 @@ def select_strategy(train_gpu: Sequence[int]) -> tf.distribute.Strategy:
                               f"TensorFlow sees none: {gpu_missing_reason()}. Use train_gpu = "
                               "[] to train on the CPU.")
     elif train_gpu:
-        print(f"[Warning] train_gpu = {train_gpu}, but TensorFlow sees no GPU: "
-              f"{gpu_missing_reason()}. Training runs on the CPU. README's Install section "
-              "shows the GPU setup; train_gpu = [] trains on the CPU without this warning.")
+        warn_without_gpu(train_gpu)
     if tf_config is not None:
         task = tf_config["task"]
         workers = sum(len(v) for k, v in tf_config["cluster"].items() if k in ("chief", "worker"))
@@ -92,16 +167,28 @@ def select_strategy(train_gpu: Sequence[int]) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def in_multi_worker_mode(strategy: tf.distribute.Strategy) -> bool:
+def default_strategy() -> Strategy:
+    """One device, the backend's default: TensorFlow's default strategy, else a plain
+    KerasDistribution."""
+    if not is_tensorflow():
+        return KerasDistribution()
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy()
+
+
+def in_multi_worker_mode(strategy: Strategy) -> bool:
+    if isinstance(strategy, KerasDistribution):
+        return False
     return bool(strategy.extended._in_multi_worker_mode())  # noqa: SLF001 - no public API
 
 
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
+def is_chief(strategy: Strategy) -> bool:
     """Whether this process writes the run's outputs: always, except on non-chief workers."""
-    return bool(strategy.extended.should_checkpoint)
+    return isinstance(strategy, KerasDistribution) or bool(strategy.extended.should_checkpoint)
 
 
-def worker_dir(save_dir: str | Path, strategy: tf.distribute.Strategy) -> Path:
+def worker_dir(save_dir: str | Path, strategy: Strategy) -> Path:
     """Where this process writes: save_dir on the chief, a private subfolder on other workers.
 
     Every worker runs the same saves (they may involve collective ops), but only the chief's
@@ -113,7 +200,7 @@ def worker_dir(save_dir: str | Path, strategy: tf.distribute.Strategy) -> Path:
     return Path(save_dir) / f".{resolver.task_type}{resolver.task_id}"
 
 
-def clean_worker_dir(folder: Path, strategy: tf.distribute.Strategy, keep: str) -> None:
+def clean_worker_dir(folder: Path, strategy: Strategy, keep: str) -> None:
     """On a non-chief worker, delete everything it wrote except `keep` (its resumable state)."""
     if is_chief(strategy) or not folder.is_dir():
         return
@@ -122,7 +209,7 @@ def clean_worker_dir(folder: Path, strategy: tf.distribute.Strategy, keep: str) 
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
-def check_batch_sizes(strategy: tf.distribute.Strategy, batch_sizes: dict[str, int]) -> None:
+def check_batch_sizes(strategy: Strategy, batch_sizes: dict[str, int]) -> None:
     """Each global batch must split evenly over the replicas, or the replicas' steps differ."""
     replicas = strategy.num_replicas_in_sync
     for name, size in batch_sizes.items():
@@ -133,9 +220,11 @@ def check_batch_sizes(strategy: tf.distribute.Strategy, batch_sizes: dict[str, i
                                   f"over the {replicas} replicas; use {options}.")
 
 
-def check_same_start(strategy: tf.distribute.Strategy, start_epoch: int) -> None:
+def check_same_start(strategy: Strategy, start_epoch: int) -> None:
     """All workers must start from the same epoch, else their collective steps never match."""
     if in_multi_worker_mode(strategy):
+        import tensorflow as tf
+
         value = tf.constant([start_epoch], tf.int64)
         starts = strategy.gather(strategy.run(lambda: value), axis=0).numpy()
         if starts.min() != starts.max():
@@ -147,19 +236,20 @@ def check_same_start(strategy: tf.distribute.Strategy, start_epoch: int) -> None
 
 
 def distribute_batches(
-    strategy: tf.distribute.Strategy,
+    strategy: Strategy,
     global_batch: int,
-    make: Callable[[int, int, int], tf.data.Dataset],
-) -> tf.data.Dataset | tf.distribute.DistributedDataset:
+    make: Callable[[int, int, int], Any],
+) -> Any:
     """Batches for `model.fit`, each worker reading only its own share of every global batch.
 
     `make(per_replica_batch, num_pipelines, pipeline_id)` builds one worker's dataset; a single
-    replica gets the plain dataset.
+    replica, and Keras' DataParallel (which splits each global batch itself), get the plain
+    dataset.
     """
-    if strategy.num_replicas_in_sync == 1:
+    if strategy.num_replicas_in_sync == 1 or isinstance(strategy, KerasDistribution):
         return make(global_batch, 1, 0)
 
-    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+    def dataset_fn(context) -> Any:  # a tf.distribute.InputContext
         per_replica = context.get_per_replica_batch_size(global_batch)
         return make(per_replica, context.num_input_pipelines, context.input_pipeline_id)
 

@@ -1,5 +1,7 @@
 """TensorFlow SavedModel and TFLite (LiteRT) exports through Keras' `model.export`, and the
-check every export passes: the same numbers and the same class maps as Keras."""
+check every export passes: the same numbers and the same class maps as Keras.
+
+The exports need the TensorFlow backend; the check runs on any."""
 
 import warnings
 from pathlib import Path
@@ -7,8 +9,8 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from utils.backend import require_tensorflow
 from utils.errors import UserError
 from utils.predictor import Forward, Predictor
 
@@ -42,7 +44,8 @@ def check_export(model: keras.Model, forward: Forward, what: str) -> dict[str, f
     the predictor. Raises when either is out of bounds; returns both."""
     h, w, _ = model.input_shape[1:]
     x = np.random.default_rng(0).uniform(-1, 1, (2, h, w, 3)).astype(np.float32)
-    difference = float(np.max(np.abs(forward(x) - model(x, training=False).numpy())))
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    difference = float(np.max(np.abs(forward(x) - expected)))
     settings = {"num_classes": model.output_shape[-1], "input_shape": [h, w]}
     image = fixed_image()
     exported = Predictor(forward=forward, **settings).predict_classes([image])[0]
@@ -59,12 +62,16 @@ def check_export(model: keras.Model, forward: Forward, what: str) -> dict[str, f
 
 def savedmodel_forward(path: str | Path) -> Forward:
     """A SavedModel written by `export_savedmodel`, as a predictor forward."""
+    import tensorflow as tf
+
     loaded = tf.saved_model.load(str(path))
     return lambda batch: loaded.serve(tf.convert_to_tensor(batch, tf.float32)).numpy()
 
 
 def tflite_forward(path: str | Path) -> Forward:
     """A .tflite model as a predictor forward; the batch size follows each call."""
+    import tensorflow as tf
+
     try:
         from ai_edge_litert.interpreter import Interpreter
 
@@ -87,6 +94,7 @@ def tflite_forward(path: str | Path) -> Forward:
 
 def export_savedmodel(model: keras.Model, path: str | Path) -> dict[str, float]:
     """A TensorFlow SavedModel with a `serve` endpoint (NHWC float32 probabilities)."""
+    require_tensorflow("SavedModel export", "export with KERAS_BACKEND=tensorflow")
     check_float32(model)
     model.export(str(path), format="tf_saved_model", verbose=False)
     print(f"SavedModel saved as {path}")
@@ -95,6 +103,7 @@ def export_savedmodel(model: keras.Model, path: str | Path) -> dict[str, float]:
 
 def export_tflite(model: keras.Model, path: str | Path) -> dict[str, float]:
     """A float32 TFLite (LiteRT) model for phones and edge devices."""
+    require_tensorflow("TFLite export", "export with KERAS_BACKEND=tensorflow")
     check_float32(model)
     if not str(path).endswith(".tflite"):
         raise ExportError(f"tflite_path = {str(path)!r} must end in .tflite.")

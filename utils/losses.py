@@ -74,6 +74,7 @@ def _soft_dice(y, ignore, y_pred, beta: float, smooth: float):
 
 def _weighted_log_likelihood(y, y_pred, weights):
     """Per-pixel Σ_c y_c·log(p_c)·w_c; zero at ignored pixels because y is all zeros there."""
+    weights = ops.cast(weights, y_pred.dtype)  # a backend tensor: torch will not mix in NumPy
     return ops.sum(y * ops.log(y_pred) * weights, axis=-1)
 
 

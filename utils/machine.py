@@ -1,4 +1,4 @@
-"""What this machine offers for speed: CPU model and instruction sets, GPUs TensorFlow sees."""
+"""What this machine offers for speed: CPU model and instruction sets, why no GPU is seen."""
 
 import ctypes
 import os
@@ -47,20 +47,21 @@ def _loads(library: str) -> bool:
     return True
 
 
-def gpu_missing_reason(built_with_cuda: bool) -> str:
-    """Why TensorFlow sees no GPU, as far as this machine shows: hidden devices, native
+def gpu_missing_reason(built_with_cuda: bool, framework: str = "TensorFlow") -> str:
+    """Why `framework` sees no GPU, as far as this machine shows: hidden devices, native
     Windows, a build without CUDA, no NVIDIA driver, or CUDA libraries missing."""
     hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
     if hidden is not None and hidden.strip() in ("", "-1"):
         return f"CUDA_VISIBLE_DEVICES={hidden!r} hides every GPU"
-    if sys.platform == "win32":
+    if sys.platform == "win32" and framework == "TensorFlow":
         return ("TensorFlow 2.11 and later has no GPU support on native Windows; train in WSL2 "
                 "with tensorflow[and-cuda]")
     if sys.platform == "darwin":
-        return "TensorFlow has no CUDA GPU support on macOS"
+        return f"{framework} has no CUDA GPU support on macOS"
     if not built_with_cuda:
-        return "this TensorFlow build has no CUDA support (a CPU-only package)"
+        return f"this {framework} build has no CUDA support (a CPU-only package)"
     if not _loads("libcuda.so.1"):
         return "no NVIDIA driver was found (libcuda.so.1); check that `nvidia-smi` works"
-    return ("the CUDA libraries were not found; install them with "
-            "pip install \"tensorflow[and-cuda]\"")
+    fix = {"JAX": 'pip install "jax[cuda12]"',
+           "PyTorch": "a CUDA build of torch"}.get(framework, 'pip install "tensorflow[and-cuda]"')
+    return f"the CUDA libraries were not found; install them with {fix}"

@@ -2,6 +2,7 @@
 
 Input `images` and output `output` are NHWC float32 like the Keras model, with probabilities
 (the softmax is part of the graph), so the predictor's pre- and post-processing stay the same.
+The export goes through a TensorFlow graph (tf2onnx); the exported model runs on any backend.
 """
 
 from collections.abc import Sequence
@@ -10,8 +11,8 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from utils.backend import require_tensorflow
 from utils.errors import MissingFileError
 from utils.exports import ExportError, check_export, check_float32
 from utils.predictor import Forward
@@ -97,6 +98,7 @@ def _convert(graph: keras.Model, opset: int) -> Any:
     the same numbers but, without the rewrites of `_export_graph` and `_tidy_onnx`, a graph of
     138 nodes instead of 58 that onnxruntime runs about 1.3x slower.
     """
+    import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )
@@ -133,6 +135,8 @@ def export_onnx(
     """Export the model to ONNX (input `images`, output `output`, NHWC float32 probabilities)
     and check it against Keras (`utils.exports.check_export`); returns the max abs difference.
     """
+    require_tensorflow("ONNX export", "export with KERAS_BACKEND=tensorflow; the .onnx file "
+                       "then runs on every backend with --mode predict_onnx")
     import onnx
 
     check_float32(model)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 import keras
 import numpy as np
 
+from utils.backend import is_tensorflow
+
 
 def trainable_batch_norms(model: keras.Model) -> list[keras.layers.BatchNormalization]:
     """The batch-norm layers whose statistics training changes (nested models included)."""
@@ -33,7 +35,7 @@ def statistics_step(model: keras.Model, layers: list) -> Callable:
         return [(keras.ops.convert_to_tensor(layer.moving_mean),
                  keras.ops.convert_to_tensor(layer.moving_variance)) for layer in layers]
 
-    if keras.backend.backend() == "tensorflow":
+    if is_tensorflow():
         import tensorflow as tf
 
         return tf.function(step, reduce_retracing=True)

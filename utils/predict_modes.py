@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from utils.backend import require_tensorflow
 from utils.dataset import DatasetError
 from utils.errors import UserError
 from utils.onnx_export import export_onnx, onnx_forward
@@ -171,10 +172,20 @@ MODES = {"predict": predict_images, "video": predict_video, "fps": predict_fps,
          "dir_predict": predict_folder, "export_onnx": export, "predict_onnx": predict_images,
          "export_savedmodel": export_savedmodel, "export_tflite": export_tflite}
 
+# Modes that convert through a TensorFlow graph, with what to do on another backend.
+TENSORFLOW_MODES = {
+    "export_onnx": "export with KERAS_BACKEND=tensorflow; the .onnx file then runs on every "
+                   "backend with --mode predict_onnx",
+    "export_savedmodel": "export with KERAS_BACKEND=tensorflow",
+    "export_tflite": "export with KERAS_BACKEND=tensorflow",
+}
+
 
 def run_predict(cfg: Any) -> None:
     """predict.py: build the predictor (on the ONNX model for predict_onnx), run the mode."""
     check_settings(cfg)
+    if cfg.mode in TENSORFLOW_MODES:
+        require_tensorflow(f"--mode {cfg.mode}", TENSORFLOW_MODES[cfg.mode])
     settings = Predictor.settings_of(cfg)
     if cfg.mode == "predict_onnx":
         predictor = Predictor(forward=onnx_forward(cfg.onnx_save_path, cfg.input_shape),

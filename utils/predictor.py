@@ -15,10 +15,10 @@ from typing import Any
 import cv2
 import keras
 import numpy as np
-import tensorflow as tf
 from PIL import Image
 
 from nets.unet import Unet as build_unet
+from utils.backend import accelerators, is_tensorflow
 from utils.dataset import voc_palette
 from utils.machine import cpu_has_bfloat16
 from utils.precision import dtype_policy
@@ -46,7 +46,14 @@ def keras_forward(model: keras.Model, *, jit_compile: bool = False,
     `freeze` bakes the current weights into the graph as constants. oneDNN then keeps the conv
     kernels in its blocked layout instead of reading the plain one on every call, about 1.3x
     faster on CPU. Only for weights that will not change afterwards.
+
+    On JAX and PyTorch, Keras' own predict step (jitted on JAX, eager under no_grad on PyTorch)
+    reads the variables on every call; `freeze` and `jit_compile` are TensorFlow's.
     """
+    if not is_tensorflow():
+        return lambda batch: np.asarray(model.predict_on_batch(np.asarray(batch, np.float32)))
+    import tensorflow as tf
+
     spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
     call = tf.function(lambda x: model(x, training=False), input_signature=[spec],
                        jit_compile=jit_compile)
@@ -91,6 +98,9 @@ class Predictor:
         for name, value in self.config.items():
             setattr(self, name, value)
         self.colors = class_colours(self.num_classes)
+        if self.jit_compile and not is_tensorflow():
+            print(f"jit_compile is TensorFlow's XLA switch and has no effect on "
+                  f"{keras.backend.backend()} (JAX always compiles, PyTorch runs eagerly).")
 
         self.model = model
         self._owns_weights = model is None
@@ -114,8 +124,7 @@ class Predictor:
 
     def generate(self) -> keras.Model:
         """Build the network and load `model_path` (random weights if it is empty)."""
-        if (self.precision == "bfloat16" and cpu_has_bfloat16() is False
-                and not tf.config.list_physical_devices("GPU")):
+        if self.precision == "bfloat16" and cpu_has_bfloat16() is False and not accelerators():
             print("Warning: this CPU has no bfloat16 instructions (avx512_bf16 / amx_bf16), so "
                   "bfloat16 is emulated and slower than float32; use --precision float32.")
         with dtype_policy(self.precision):

@@ -19,11 +19,12 @@ from utils.schedules import LR_DECAY_TYPES, OPTIMIZER_TYPES, get_lr_scheduler
 PREDICT_MODES = ("predict", "video", "fps", "dir_predict", "export_onnx", "predict_onnx",
                  "export_savedmodel", "export_tflite")
 BENCHMARK_SECTIONS = ("roof", "inference", "predictor", "training", "pipeline", "demo",
-                      "accuracy", "strategy")
+                      "accuracy", "strategy", "backends")
 # tf_fp32 freezes the loaded weights into the graph (the predictor's default); tf_fp32_live reads
 # them from the variables on every call, as training's evaluation does.
+# tensorflow, jax and torch compare the Keras backends (the "backends" section).
 BENCHMARK_BACKENDS = ("tf_fp32", "tf_fp32_live", "tf_fp32_xla", "ort_fp32", "tf_bf16",
-                      "ort_int8")
+                      "ort_int8", "tensorflow", "jax", "torch")
 # Inference precisions: float16 has no fast CPU path and gains nothing over bfloat16 on GPUs.
 INFERENCE_PRECISIONS = ("float32", "bfloat16")
 CHOICES: dict[str, tuple] = {

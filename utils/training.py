@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 from nets.unet import Unet, freeze_backbone
 from utils.callbacks import LossHistory, shared_callbacks, training_callbacks
@@ -21,6 +20,7 @@ from utils.checkpoints import TrainingStateCheckpoint
 from utils.dataloader import make_dataset, steps_per_epoch
 from utils.dataset import VOCLayout, as_layout
 from utils.distribute import (
+    Strategy,
     check_batch_sizes,
     check_same_start,
     clean_worker_dir,
@@ -79,7 +79,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def build_model(cfg: Any, strategy: tf.distribute.Strategy,
+def build_model(cfg: Any, strategy: Strategy,
                 resume_folder: Path | None) -> keras.Model:
     """The U-Net with weight decay, its weights from the training state or model_path."""
     with strategy.scope():
@@ -103,7 +103,7 @@ def show_training_config(cfg: Any, num_train: int, num_val: int, replicas: int) 
     table = {key: getattr(cfg, key) for key in keys}
     for key in ("Freeze_batch_size", "Unfreeze_batch_size"):
         table[key] = f"{table[key]}{batch_note}"
-    table.update(num_workers=f"{cfg.num_workers} (ignored: tf.data parallelises)",
+    table.update(num_workers=f"{cfg.num_workers} (ignored: the input pipeline parallelises)",
                  num_train=num_train, num_val=num_val)
     extra = ("weight_decay", "eval_flag", "eval_period", "best_metric", "dice_loss",
              "focal_loss", "seed", "resume", "mixed_precision")
@@ -133,7 +133,7 @@ def compile_phase(cfg: Any, model: keras.Model, phase: Phase, optimizer_store: d
     return get_lr_scheduler(cfg.lr_decay_type, init_lr_fit, min_lr_fit, cfg.UnFreeze_Epoch)
 
 
-def phase_datasets(cfg: Any, layout: VOCLayout, strategy: tf.distribute.Strategy, phase: Phase,
+def phase_datasets(cfg: Any, layout: VOCLayout, strategy: Strategy, phase: Phase,
                    splits: tuple[list[str], list[str]]) -> list:
     """The phase's training and validation batches, each worker reading only its share."""
     def batches(ids: list[str], *, train: bool):
@@ -162,7 +162,7 @@ def precise_bn_callback(cfg: Any, layout: VOCLayout, phase: Phase,
 
 def train(
     cfg: Any,
-    strategy: tf.distribute.Strategy | None = None,
+    strategy: Strategy | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     *,
     dataset_layout: str = "auto",

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tensorflow as tf
-
+from utils.backend import accelerators
 from utils.dataset import TOO_SMALL, TOO_SMALL_TO_CONTINUE, VOCLayout
 from utils.dataset_audit import audit_dataset
 from utils.errors import UserError
@@ -147,8 +146,8 @@ def resume_settings(cfg: Any) -> dict[str, Any]:
 def warn_about_precision(cfg: Any) -> None:
     """float16 is for NVIDIA GPUs: TensorFlow has no fast float16 kernels on the CPU, where a
     VGG U-Net training step runs about 70x slower than in float32."""
-    if cfg.mixed_precision == "float16" and not tf.config.list_physical_devices("GPU"):
-        print("[Warning] mixed_precision = \"float16\" without a GPU: TensorFlow's float16 CPU "
+    if cfg.mixed_precision == "float16" and not accelerators():
+        print("[Warning] mixed_precision = \"float16\" without a GPU: float16 CPU "
               "kernels are very slow. Use \"bfloat16\" (fast on CPUs with AVX512_BF16 or AMX) "
               "or \"float32\".")
 
