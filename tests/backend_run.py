@@ -26,6 +26,7 @@ import get_miou  # noqa: E402
 import predict  # noqa: E402
 import summary  # noqa: E402
 import train as train_script  # noqa: E402
+from utils.backend import BackendError  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.dataset import as_layout  # noqa: E402
 from utils.distribute import KerasDistribution  # noqa: E402
@@ -107,10 +108,30 @@ def run_scripts(dataset: Path, out: Path, start: Path, image_paths: list[Path]) 
     get_miou.main(["--model_path", str(start), *SHAPE, *NAMES, "--VOCdevkit_path",
                    str(dataset), "--miou_out_path", str(out / "miou_out")])
     summary.main(SHAPE)
-    return {"miou": json.loads((out / "miou_out" / "metrics.json").read_text())["mIoU"],
+    return {"refusals": tensorflow_only_refusals(dataset, out, start),
+            "miou": json.loads((out / "miou_out" / "metrics.json").read_text())["mIoU"],
             "dir_predict": sorted(p.name for p in (out / "dir_predict").iterdir()),
             "video_frames": int(cv2.VideoCapture(str(out / "out.avi")).get(
                 cv2.CAP_PROP_FRAME_COUNT))}
+
+
+def tensorflow_only_refusals(dataset: Path, out: Path, start: Path) -> list[str]:
+    """The one-line messages of an ONNX export and of a TF_CONFIG cluster on this backend."""
+    messages = []
+    try:
+        predict.main(["--mode", "export_onnx", "--model_path", str(start), *SHAPE,
+                      "--onnx_save_path", str(out / "never.onnx")])
+    except BackendError as error:
+        messages.append(str(error))
+    os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": ["127.0.0.1:1"]},
+                                          "task": {"type": "worker", "index": 0}})
+    try:
+        train(config(dataset, out / "never", start))
+    except BackendError as error:
+        messages.append(str(error))
+    finally:
+        del os.environ["TF_CONFIG"]
+    return messages
 
 
 def data_parallel(dataset: Path, out: Path, start: Path) -> dict:

@@ -1,6 +1,7 @@
 """benchmark.py and benchmarks/: the --quick run writes valid JSON and Markdown, the settings and
 their errors, the child processes, the targets table and the GPU run on any backend."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -35,13 +36,15 @@ def run_script(*argv: str) -> subprocess.CompletedProcess:
 
 def test_quick_run_writes_json_and_markdown(tmp_path):
     out_json, out_md = tmp_path / "benchmark.json", tmp_path / "benchmark.md"
+    other = "torch" if importlib.util.find_spec("torch") else "tensorflow"
     done = run_script("--quick", "--size", "64", "--num_classes", "3", "--repeats", "1",
-                      "--train_repeats", "1", "--calibration_images", "2",
+                      "--train_repeats", "1", "--calibration_images", "2", "--backends",
+                      "tf_fp32", "tf_fp32_xla", "ort_fp32", "ort_int8", other,
                       "--json", str(out_json), "--md", str(out_md))
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out_json.read_text())
     assert list(results) == ["machine", "settings", "roof", "inference", "predictor",
-                             "training", "pipeline", "demo", "targets", "seconds"]
+                             "training", "pipeline", "demo", "backends", "targets", "seconds"]
     assert {"cpu", "cores", "cpu_flags", "gpus", "tensorflow", "keras", "onnxruntime",
             "load_average_start", "load_average_end"} == set(results["machine"])
     assert results["settings"] == {"quick": True, "sizes": [64], "repeats": 1,
@@ -59,6 +62,13 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     assert (train["size"], train["batch"], train["precision"]) == (64, 4, "float32")
     assert train["images_per_s"] > 0 and 0.1 < train["peak_rss_gib"] < 64
     assert results["pipeline"]["images_per_s_median"] > 0
+    assert results["pipeline"]["pydataset_images_per_s_median"] > 0  # the JAX/PyTorch feeder
+    (row,) = results["backends"]  # the other Keras backend, in a process of its own
+    assert (row["backend"], row["size"], row["batch"]) == (other, 64, 2)
+    assert 0 < row["infer_s_min"] <= row["infer_s_median"]
+    assert row["train_pct_roof"] == pytest.approx(
+        100 * row["train_gflops"] / results["roof"]["float32_gflops"], abs=0.1)
+    assert row["train_speed_vs_first"] == row["infer_speed_vs_first"] == 1.0
     demo = results["demo"]  # make demo's settings, whatever --size says
     assert demo["tflop"] == pytest.approx(sum(demo[f"{part}_tflop"] for part in (
         "frozen", "unfrozen", "val_loss", "evaluation", "precise_bn")), abs=0.03)
@@ -72,7 +82,7 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     markdown = out_md.read_text()
     assert markdown.startswith("# Benchmark")
     assert "| size | backend | s_min |" in markdown and "| 64 | ort_int8 |" in markdown
-    assert "## Targets" in markdown
+    assert "## Targets" in markdown and "## Keras backends" in markdown
     assert "| 64x64 | resnet50 | 4 |" in markdown  # make demo's row
 
 
@@ -274,6 +284,13 @@ def test_automatic_settings_follow_the_run():
     assert "accuracy" not in settings().sections
     assert settings("--pipeline").sections == ["pipeline"]
     assert settings("--strategy", "True").sections == ["strategy"]
+    backends = settings("--backends", "tensorflow", "jax", "torch")  # alone: roof + comparison
+    assert backends.sections == ["roof", "backends"] and backends.backends == []
+    assert backends.keras_backends == ["tensorflow", "jax", "torch"]
+    mixed = settings("--backends", "tf_fp32", "jax")
+    assert mixed.backends == ["tf_fp32"] and mixed.keras_backends == ["jax"]
+    assert mixed.sections[-1] == "backends" and "inference" in mixed.sections
+    assert "backends" not in settings().sections
     quick = settings("--quick")
     assert quick.size == [256] and quick.repeats == 2
     assert "tf_bf16" not in quick.backends and "tf_fp32_live" not in quick.backends

@@ -198,7 +198,7 @@ def test_get_fps_with_the_keras_model():
 def test_bfloat16_precision_keeps_float32_probabilities(checkpoint, monkeypatch, capsys):
     model, path = checkpoint
     monkeypatch.setattr(utils.predictor, "cpu_has_bfloat16", lambda: False)
-    monkeypatch.setattr(utils.predictor, "accelerators", lambda: [])
+    monkeypatch.setattr(utils.predictor, "accelerators", list)
     unet = Unet(model_path=path, num_classes=C, input_shape=[H, W], precision="bfloat16")
     assert "no bfloat16 instructions" in capsys.readouterr().out  # emulated: slower, say so
     x = np.random.default_rng(0).uniform(-1, 1, (1, H, W, 3)).astype(np.float32)
