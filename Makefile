@@ -53,12 +53,13 @@ $(VENV)/.installed: requirements.txt requirements-core.txt requirements-dev.txt 
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			apt-get update -qq && apt-get install -y -qq libgl1 libglib2.0-0 >/dev/null; \
 		else echo "import cv2 failed: install libGL and glib, e.g. sudo apt-get install libgl1 libglib2.0-0"; exit 1; fi; }
-	$(PY) -c "import cv2, keras, tensorflow as tf; print('tensorflow', tf.__version__, 'keras', keras.__version__, 'opencv', cv2.__version__)"
+	KERAS_BACKEND=tensorflow $(PY) -c "import cv2, keras, tensorflow as tf; print('tensorflow', tf.__version__, 'keras', keras.__version__, 'opencv', cv2.__version__)"
 	touch $@
 
 $(VENV)/.installed-%: requirements-%.txt constraints.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-$*.txt \
 		-c constraints.txt
+	KERAS_BACKEND=$* $(PY) -c "import keras; print('keras on', keras.backend.backend())"
 	touch $@
 
 demo: venv
