@@ -5,9 +5,11 @@ in one process; tests/test_backends.py runs it once per backend and reads result
 
 Training starts from START_WEIGHTS (written on TensorFlow), so its losses are comparable with
 TensorFlow's; the class maps of START_WEIGHTS on the val images go to start_maps.npy, those of
-the checkpoint trained here to own_maps.npy. With --data-parallel (JAX with two virtual CPU
-devices), a short run trains on one device and then on both (results.json gets the largest
-weight difference), and the training runs after it train on both devices too.
+the same weights as the original's Keras 2 file (START_WEIGHTS with the suffix .legacy.h5) to
+legacy_maps.npy, those of the checkpoint trained here to own_maps.npy. With --data-parallel
+(JAX with two virtual CPU devices), a short run trains on one device and then on both
+(results.json gets the largest weight difference), and the training runs after it train on
+both devices too.
 """
 
 import io
@@ -58,6 +60,11 @@ def config(dataset: Path, save_dir: Path, start: Path, *extra: str):
     return load_config(train_script.__file__, [*TRAIN, "--model_path", str(start),
                                                "--VOCdevkit_path", str(dataset),
                                                "--save_dir", str(save_dir), *extra])
+
+
+def legacy_path(start: Path) -> Path:
+    """Where the start weights lie as the original repository's Keras 2 `.h5` file."""
+    return start.with_name(start.name.replace(".weights.h5", ".legacy.h5"))
 
 
 def largest_difference(a: keras.Model, b: keras.Model) -> float:
@@ -153,6 +160,7 @@ def main(dataset: Path, out: Path, start: Path, parallel: bool) -> None:
     image_paths = [layout.image_path(i) for i in ids]
     images = [read_image(path) for path in image_paths]
     np.save(out / "start_maps.npy", class_maps(start, images))
+    np.save(out / "legacy_maps.npy", class_maps(legacy_path(start), images))
     if parallel:
         results |= data_parallel(dataset, out, start)
     results |= train_resume_and_mix(dataset, out, start)
