@@ -17,7 +17,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-MAX_GIB = 3.0
+MAX_GIB = 4.0
 JOBS = min(2, os.cpu_count() or 1)
 COUNTS = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed)")
 NO_TESTS_RAN = 5  # pytest's exit status when every module was claimed by another process
