@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from backend_run import InterruptAfter
 
 import train as train_script
 import utils.dataloader
@@ -19,18 +20,6 @@ from utils.training_state import describe_interrupt
 
 def config(argv: list[str]):
     return load_config(train_script.__file__, argv)
-
-
-class InterruptAfter(keras.callbacks.Callback):
-    """Ctrl-C right after epoch `epochs` ended (and its state was saved)."""
-
-    def __init__(self, epochs: int):
-        super().__init__()
-        self.epochs = epochs
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epochs:
-            raise KeyboardInterrupt
 
 
 @pytest.fixture(scope="module")

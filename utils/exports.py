@@ -14,6 +14,8 @@ from utils.backend import require_tensorflow
 from utils.errors import UserError
 from utils.predictor import Forward, Predictor
 
+# What to do on JAX or PyTorch: the exports convert through a TensorFlow graph.
+EXPORT_ON_TENSORFLOW = "export with KERAS_BACKEND=tensorflow"
 # An exported model may differ from Keras by float rounding only.
 MAX_EXPORT_DIFFERENCE = 1e-4
 # Share of the fixed image's pixels that must get the same class as with Keras.
@@ -94,7 +96,7 @@ def tflite_forward(path: str | Path) -> Forward:
 
 def export_savedmodel(model: keras.Model, path: str | Path) -> dict[str, float]:
     """A TensorFlow SavedModel with a `serve` endpoint (NHWC float32 probabilities)."""
-    require_tensorflow("SavedModel export", "export with KERAS_BACKEND=tensorflow")
+    require_tensorflow("SavedModel export", EXPORT_ON_TENSORFLOW)
     check_float32(model)
     model.export(str(path), format="tf_saved_model", verbose=False)
     print(f"SavedModel saved as {path}")
@@ -103,7 +105,7 @@ def export_savedmodel(model: keras.Model, path: str | Path) -> dict[str, float]:
 
 def export_tflite(model: keras.Model, path: str | Path) -> dict[str, float]:
     """A float32 TFLite (LiteRT) model for phones and edge devices."""
-    require_tensorflow("TFLite export", "export with KERAS_BACKEND=tensorflow")
+    require_tensorflow("TFLite export", EXPORT_ON_TENSORFLOW)
     check_float32(model)
     if not str(path).endswith(".tflite"):
         raise ExportError(f"tflite_path = {str(path)!r} must end in .tflite.")

@@ -14,8 +14,12 @@ import numpy as np
 
 from utils.backend import require_tensorflow
 from utils.errors import MissingFileError
-from utils.exports import ExportError, check_export, check_float32
+from utils.exports import EXPORT_ON_TENSORFLOW, ExportError, check_export, check_float32
 from utils.predictor import Forward
+
+# On JAX or PyTorch: export on TensorFlow, then run the file anywhere.
+ONNX_ON_TENSORFLOW = (f"{EXPORT_ON_TENSORFLOW}; the .onnx file then runs on every backend with "
+                      "--mode predict_onnx")
 
 
 class OnnxModelError(ExportError):
@@ -135,8 +139,7 @@ def export_onnx(
     """Export the model to ONNX (input `images`, output `output`, NHWC float32 probabilities)
     and check it against Keras (`utils.exports.check_export`); returns the max abs difference.
     """
-    require_tensorflow("ONNX export", "export with KERAS_BACKEND=tensorflow; the .onnx file "
-                       "then runs on every backend with --mode predict_onnx")
+    require_tensorflow("ONNX export", ONNX_ON_TENSORFLOW)
     import onnx
 
     check_float32(model)

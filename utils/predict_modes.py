@@ -16,7 +16,8 @@ from tqdm import tqdm
 from utils.backend import require_tensorflow
 from utils.dataset import DatasetError
 from utils.errors import UserError
-from utils.onnx_export import export_onnx, onnx_forward
+from utils.exports import EXPORT_ON_TENSORFLOW
+from utils.onnx_export import ONNX_ON_TENSORFLOW, export_onnx, onnx_forward
 from utils.predictor import Predictor
 from utils.settings import check_settings
 from utils.utils import ImageReadError, list_images, read_image
@@ -173,12 +174,8 @@ MODES = {"predict": predict_images, "video": predict_video, "fps": predict_fps,
          "export_savedmodel": export_savedmodel, "export_tflite": export_tflite}
 
 # Modes that convert through a TensorFlow graph, with what to do on another backend.
-TENSORFLOW_MODES = {
-    "export_onnx": "export with KERAS_BACKEND=tensorflow; the .onnx file then runs on every "
-                   "backend with --mode predict_onnx",
-    "export_savedmodel": "export with KERAS_BACKEND=tensorflow",
-    "export_tflite": "export with KERAS_BACKEND=tensorflow",
-}
+TENSORFLOW_MODES = {"export_onnx": ONNX_ON_TENSORFLOW, "export_savedmodel": EXPORT_ON_TENSORFLOW,
+                    "export_tflite": EXPORT_ON_TENSORFLOW}
 
 
 def run_predict(cfg: Any) -> None:
