@@ -330,3 +330,37 @@ def test_several_gpus_without_any_is_an_error_that_names_the_cpu_setting():
     assert done.returncode != 0
     assert "lists 2 GPUs, but TensorFlow sees none: CUDA_VISIBLE_DEVICES" in done.stderr
     assert "Use train_gpu = [] to train on the CPU" in done.stderr
+
+
+def test_jax_and_pytorch_runs_choose_devices_like_tensorflow(monkeypatch, capsys):
+    """The same rules off TensorFlow (here PyTorch, made up): no warning with train_gpu = [],
+    one warning for a missing GPU, a stop for several, and TF_CONFIG refused in one line."""
+    import utils.backend
+    import utils.distribute as distribute
+
+    for module in (utils.backend, distribute):
+        monkeypatch.setattr(module, "backend", lambda: "torch")
+    monkeypatch.setattr(distribute, "is_tensorflow", lambda: False)
+    monkeypatch.setattr(distribute, "accelerators", list)
+    monkeypatch.setattr(distribute, "compute_devices", list)
+    monkeypatch.setattr(distribute, "gpu_missing_reason", lambda: "no driver")
+    capsys.readouterr()
+    assert distribute.select_strategy([]).num_replicas_in_sync == 1
+    assert capsys.readouterr().out == ""
+    assert distribute.select_strategy([0]).num_replicas_in_sync == 1
+    assert capsys.readouterr().out.startswith(
+        "[Warning] train_gpu = [0], but PyTorch sees no GPU: no driver. Training runs on the CPU.")
+    with pytest.raises(DistributeError, match=r"lists 2 GPUs, but PyTorch sees none: no driver"):
+        distribute.select_strategy([0, 1])
+    monkeypatch.setattr(distribute, "accelerators", lambda: ["cuda:0", "cuda:1"])
+    with pytest.raises(DistributeError, match=r"GPU \[3\] is not visible; PyTorch sees 2 GPU"):
+        distribute.select_strategy([3])
+    with pytest.raises(DistributeError, match="several GPUs train on the TensorFlow or JAX "
+                                              "backend, not on PyTorch; use train_gpu = \\[0\\]"):
+        distribute.select_strategy([0, 1])
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    with pytest.raises(utils.backend.BackendError, match=r"Training on several machines "
+                                                         r"\(TF_CONFIG\) needs the TensorFlow "
+                                                         r"backend, and KERAS_BACKEND is torch"):
+        distribute.select_strategy([])

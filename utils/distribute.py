@@ -30,7 +30,7 @@ from utils.backend import (
 )
 from utils.errors import UserError
 
-Strategy = Any  # a Strategy, or a KerasDistribution on JAX and PyTorch
+Strategy = Any  # a tf.distribute.Strategy, or a KerasDistribution on JAX and PyTorch
 
 
 class DistributeError(UserError, ValueError):
@@ -105,6 +105,10 @@ def keras_strategy(train_gpu: list[int]) -> KerasDistribution:
                            "KERAS_BACKEND=tensorflow")
     gpus = accelerators()
     if not gpus:
+        if len(train_gpu) > 1:
+            raise DistributeError(f"train_gpu = {train_gpu} lists {len(train_gpu)} GPUs, but "
+                                  f"{framework()} sees none: {gpu_missing_reason()}. Use "
+                                  "train_gpu = [] to train on the CPU.")
         if train_gpu:
             warn_without_gpu(train_gpu)
         devices = compute_devices()  # JAX's CPU devices: one unless XLA_FLAGS asks for more
