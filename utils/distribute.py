@@ -89,11 +89,24 @@ def read_tf_config() -> dict | None:
     return config
 
 
-def warn_without_gpu(train_gpu: list[int]) -> None:
-    """The one warning when train_gpu names GPUs that the backend does not see."""
-    print(f"[Warning] train_gpu = {train_gpu}, but {framework()} sees no GPU: "
-          f"{gpu_missing_reason()}. Training runs on the CPU. README's Install section "
-          "shows the GPU setup; train_gpu = [] trains on the CPU without this warning.")
+def check_gpu_choice(train_gpu: list[int], visible: int) -> None:
+    """train_gpu against the `visible` GPUs the backend sees: an unknown index, or several GPUs
+    where none is seen, stops with the reason; one GPU where none is seen is a warning, and
+    training runs on the CPU."""
+    if visible:
+        unknown = [i for i in train_gpu if not 0 <= i < visible]
+        if unknown:
+            raise DistributeError(f"train_gpu = {train_gpu}: GPU {unknown} is not visible; "
+                                  f"{framework()} sees {visible} GPU(s), numbered 0 to "
+                                  f"{visible - 1}.")
+    elif len(train_gpu) > 1:
+        raise DistributeError(f"train_gpu = {train_gpu} lists {len(train_gpu)} GPUs, but "
+                              f"{framework()} sees none: {gpu_missing_reason()}. Use train_gpu = "
+                              "[] to train on the CPU.")
+    elif train_gpu:
+        print(f"[Warning] train_gpu = {train_gpu}, but {framework()} sees no GPU: "
+              f"{gpu_missing_reason()}. Training runs on the CPU. README's Install section "
+              "shows the GPU setup; train_gpu = [] trains on the CPU without this warning.")
 
 
 def keras_strategy(train_gpu: list[int]) -> KerasDistribution:
@@ -104,20 +117,10 @@ def keras_strategy(train_gpu: list[int]) -> KerasDistribution:
                            "unset TF_CONFIG to train on this machine, or use "
                            "KERAS_BACKEND=tensorflow")
     gpus = accelerators()
+    check_gpu_choice(train_gpu, len(gpus))
     if not gpus:
-        if len(train_gpu) > 1:
-            raise DistributeError(f"train_gpu = {train_gpu} lists {len(train_gpu)} GPUs, but "
-                                  f"{framework()} sees none: {gpu_missing_reason()}. Use "
-                                  "train_gpu = [] to train on the CPU.")
-        if train_gpu:
-            warn_without_gpu(train_gpu)
         devices = compute_devices()  # JAX's CPU devices: one unless XLA_FLAGS asks for more
         return KerasDistribution(devices if len(devices) > 1 else ())
-    unknown = [i for i in train_gpu if not 0 <= i < len(gpus)]
-    if unknown:
-        raise DistributeError(f"train_gpu = {train_gpu}: GPU {unknown} is not visible; "
-                              f"{framework()} sees {len(gpus)} GPU(s), numbered 0 to "
-                              f"{len(gpus) - 1}.")
     if len(train_gpu) > 1 and backend() != "jax":
         raise DistributeError(f"train_gpu = {train_gpu}: several GPUs train on the TensorFlow "
                               f"or JAX backend, not on {framework()}; use train_gpu = "
@@ -141,23 +144,13 @@ def select_strategy(train_gpu: Sequence[int]) -> Strategy:
 
     gpus = tf.config.list_physical_devices("GPU")
     tf_config = read_tf_config()
+    check_gpu_choice(train_gpu, len(gpus))
     if gpus:
-        unknown = [i for i in train_gpu if not 0 <= i < len(gpus)]
-        if unknown:
-            raise DistributeError(f"train_gpu = {train_gpu}: GPU {unknown} is not visible; "
-                                  f"TensorFlow sees {len(gpus)} GPU(s), numbered 0 to "
-                                  f"{len(gpus) - 1}.")
         try:
             tf.config.set_visible_devices([gpus[i] for i in train_gpu], "GPU")
         except RuntimeError:
             print(f"train_gpu = {train_gpu} ignored: TensorFlow already initialised its devices "
                   "(set CUDA_VISIBLE_DEVICES instead).")
-    elif len(train_gpu) > 1:
-        raise DistributeError(f"train_gpu = {train_gpu} lists {len(train_gpu)} GPUs, but "
-                              f"TensorFlow sees none: {gpu_missing_reason()}. Use train_gpu = "
-                              "[] to train on the CPU.")
-    elif train_gpu:
-        warn_without_gpu(train_gpu)
     if tf_config is not None:
         task = tf_config["task"]
         workers = sum(len(v) for k, v in tf_config["cluster"].items() if k in ("chief", "worker"))
