@@ -15,8 +15,9 @@ from benchmarks.harness import (
     synthetic_batch,
     time_call,
 )
+from utils.backend import FRAMEWORKS
 
-KERAS_BACKENDS = ("tensorflow", "jax", "torch")
+KERAS_BACKENDS = tuple(FRAMEWORKS)
 # (size, batch) of the training step; inference runs at batch 1 and the same size.
 STEP = (256, 4)
 

@@ -11,8 +11,7 @@ import keras
 
 from utils.errors import UserError
 
-BACKENDS = ("tensorflow", "jax", "torch")
-# How the frameworks call themselves, for messages.
+# The Keras backends, and how their frameworks call themselves in messages.
 FRAMEWORKS = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
 
 
