@@ -13,11 +13,13 @@ from utils.dataset import split_ids
 MAKEFILE = Path(__file__).resolve().parents[1] / "Makefile"
 
 
-def demo_settings(makefile: Path = MAKEFILE) -> tuple[list[str], int]:
-    """make demo's train.py arguments (DEMO_TRAIN) and image count (DEMO_IMAGES)."""
+def demo_settings(makefile: Path = MAKEFILE) -> tuple[list[str], int, list[str]]:
+    """make demo's train.py arguments (DEMO_TRAIN), image count (DEMO_IMAGES) and
+    voc_annotation.py arguments (DEMO_SPLIT)."""
     text = makefile.read_text(encoding="utf-8").replace("\\\n", " ")
     values = dict(re.findall(r"^(DEMO_\w+)\s*:?=\s*(.*)$", text, flags=re.M))
-    return shlex.split(values["DEMO_TRAIN"]), int(values["DEMO_IMAGES"])
+    return (shlex.split(values["DEMO_TRAIN"]), int(values["DEMO_IMAGES"]),
+            shlex.split(values.get("DEMO_SPLIT", "")))
 
 
 def training_arithmetic(cfg: Any, num_train: int, num_val: int) -> dict:
@@ -56,9 +58,9 @@ def training_arithmetic(cfg: Any, num_train: int, num_val: int) -> dict:
 def demo_arithmetic(makefile: Path = MAKEFILE) -> tuple[Any, dict]:
     """make demo's train.py settings, and the arithmetic of its run in TFLOP (the unfrozen
     step in GFLOP)."""
-    args, num_images = demo_settings(makefile)
+    args, num_images, split_args = demo_settings(makefile)
     cfg = train_config(int(args[args.index("--num_classes") + 1]), *args)
-    annotation = load_config(MAKEFILE.parent / "voc_annotation.py", [])  # the demo's split
+    annotation = load_config(MAKEFILE.parent / "voc_annotation.py", split_args)
     split = split_ids([f"{i:04d}" for i in range(num_images)], annotation.trainval_percent,
                       annotation.train_percent)
     flops = training_arithmetic(cfg, len(split["train"]), len(split["val"]))

@@ -253,9 +253,10 @@ def test_training_arithmetic_counts_each_phase():
 def test_make_demo_spends_at_most_half_the_first_demos_arithmetic():
     from benchmarks.demo import demo_arithmetic, demo_settings
 
-    args, num_images = demo_settings()
-    assert "--backbone" in args and num_images > 0
+    args, num_images, split_args = demo_settings()
+    assert "--backbone" in args and num_images > 0 and "--train_percent" in split_args
     _, demo = demo_arithmetic()
+    assert demo["num_train"] + demo["num_val"] == num_images and demo["num_val"] >= 50
     assert demo["tflop"] <= 17.75 and demo["frozen_tflop"] > 0  # a real two-phase run
 
 

@@ -163,6 +163,15 @@ def test_epochs_are_reproducible_and_resume_exactly(tmp_path):
     assert not np.array_equal(run[0][0], run[2][0])
 
 
+def test_pipeline_runs_without_tf_data_autotuning(tmp_path):
+    """Autotuning's thread stalls the deletion of an iterator (every validation, every phase
+    change) for up to a minute; the pipeline sets its parallelism itself instead."""
+    ids = grey_dataset(tmp_path, 4)
+    dataset = make_dataset(tmp_path, ids, (16, 16), 2, 3, train=True, seed=3)
+    assert dataset.options().autotune.enabled is False
+    assert len(batches(dataset, 3)) == 3
+
+
 def test_each_epoch_draws_distinct_samples_in_a_seeded_order(tmp_path):
     ids = grey_dataset(tmp_path, 6)
     run = batches(make_dataset(tmp_path, ids, (16, 16), 2, 3, train=False, seed=0), 9)

@@ -116,7 +116,12 @@ def tf_dataset(sampler: SampleReader, size: tuple[int, int], batch_size: int, nu
     samples = tf.data.Dataset.counter(first_sample // pipelines)
     if pipelines > 1:  # k-th image of this worker -> its sample number in the global stream
         samples = samples.map(lambda k: k // share * batch_size + index * share + k % share)
-    batches = samples.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    workers = os.cpu_count() or 1
+    batches = samples.map(load, num_parallel_calls=workers, deterministic=True)
     batches = batches.batch(replica_batch or share, drop_remainder=True)
-    batches = batches.map(targets, num_parallel_calls=tf.data.AUTOTUNE)
-    return batches.prefetch(tf.data.AUTOTUNE)
+    batches = batches.map(targets, num_parallel_calls=workers)
+    # Fixed parallelism instead of AUTOTUNE: tf.data's autotuning thread makes the deletion of
+    # an iterator (at every validation and between the phases) stall for up to a minute.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return batches.prefetch(2).with_options(options)
