@@ -14,10 +14,10 @@ import tensorflow as tf
 from PIL import Image
 
 import train as train_script
-from nets.unet import Unet, backbone_layer_names
+from nets.unet import Unet, backbone_layer_names, freeze_backbone
 from utils.config import load_config
 from utils.losses import CE
-from utils.recipe import apply_weight_decay
+from utils.recipe import apply_weight_decay, compile_for_training
 from utils.schedules import fit_learning_rates, get_lr_scheduler
 from utils.training import plan_phases, train
 
@@ -162,6 +162,29 @@ def test_weight_decay_is_part_of_the_training_loss():
     total = float(model.compute_loss(x, y, y_pred))
     assert total == pytest.approx(float(loss(y, y_pred)) + expected_l2, rel=1e-4)
     assert expected_l2 > 0.01 * total  # large enough that leaving it out would show
+
+
+def test_frozen_and_unfrozen_phases_report_the_same_loss_for_the_same_weights():
+    """As in the original, the loss counts the frozen kernels' weight decay too: otherwise
+    the frozen phase's val_loss is lower by a constant and best_epoch_weights sticks there."""
+    cfg = load_config(train_script.__file__, ["--num_classes", "3", "--optimizer_type", "sgd",
+                                              "--weight_decay", "1e-3"])
+    model = Unet((32, 32, 3), 3, "vgg")
+    apply_weight_decay(model, cfg.weight_decay)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    y = np.zeros((2, 32, 32, 4), "float32")
+    y[..., 1] = 1
+    losses = {}
+    for frozen in (True, False):
+        freeze_backbone(model, "vgg", frozen=frozen)
+        compile_for_training(model, cfg, 2)
+        losses[frozen] = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+    frozen_l2 = 1e-3 * sum(float(np.sum(model.get_layer(name).kernel.numpy() ** 2))
+                           for name in backbone_layer_names(model)
+                           if isinstance(model.get_layer(name), keras.layers.Conv2D)
+                           and name != "block5_conv3")
+    assert frozen_l2 > 0.01 * losses[False]  # large enough that leaving it out would show
+    assert losses[True] == pytest.approx(losses[False], rel=1e-5)
 
 
 def test_plan_phases_follows_the_original():
