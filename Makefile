@@ -11,8 +11,8 @@ export MPLBACKEND ?= Agg
 # init) hardly leaves the all-background solution in a CPU budget; resnet50's batch norm trains
 # from scratch in a few epochs, and with precise_bn_images its val mIoU shows it. Square 128x128
 # images at 64x64 waste no compute on letterbox padding; focal + dice loss finds the small
-# objects in fewer steps. A fifth of the images validate: a val split of 27 images read the
-# same checkpoint's mIoU 2-3 points off a 200-image test set. The run costs 16.9 TFLOP
+# objects in fewer steps. A fifth of the images validate: on a val split of 27 images, the mIoU
+# of a checkpoint was up to 4.5 points off that on 200 more images. The run costs 16.9 TFLOP
 # (python benchmark.py --sections demo).
 # The demo writes only into DEMO_DATA and DEMO_OUT, folders of its own (see utils/demo_manifest.py).
 DEMO_DATA := VOCdevkit/demo
