@@ -39,6 +39,16 @@ def cpu_has_bfloat16() -> bool | None:
     return None if flags is None else bool({"avx512_bf16", "amx_bf16"} & flags)
 
 
+def cpu_has_vnni() -> bool | None:
+    """Whether the CPU has int8 dot products (AVX512_VNNI, AVX_VNNI or AMX); None if unknown.
+
+    Without them, x86 int8 kernels add pairs of uint8 x int8 products in 16 bits, which
+    saturate unless the weights use 7 bits.
+    """
+    flags = cpu_flags()
+    return None if flags is None else bool({"avx512_vnni", "avx_vnni", "amx_int8"} & flags)
+
+
 def _loads(library: str) -> bool:
     try:
         ctypes.CDLL(library)

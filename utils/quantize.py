@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from nets.unet import HEAD_NAME
 from utils.dataset import DatasetError, VOCLayout, as_layout
+from utils.machine import cpu_has_vnni
 from utils.utils import cvtColor, preprocess_input, read_image, resize_image
 
 
@@ -69,12 +70,22 @@ def quantize_int8(
     input_shape: Sequence[int],
     *,
     per_channel: bool = True,
+    reduce_range: bool | None = None,
 ) -> Path:
-    """Write a statically quantized copy of the float32 model `fp32_path` to `int8_path`."""
+    """Write a statically quantized copy of the float32 model `fp32_path` to `int8_path`.
+
+    `reduce_range` (7-bit weights) defaults to True unless this CPU has VNNI: without VNNI,
+    onnxruntime's int8 convolutions saturate on full-range weights, and the class maps drift.
+    """
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     image_paths = list(image_paths)
     if not image_paths:
         raise ValueError("int8 calibration needs at least one image; none were given.")
+    if reduce_range is None:
+        reduce_range = not cpu_has_vnni()
+        print("int8 weights: 8 bits (this CPU has VNNI; on a CPU without it, quantize there)"
+              if not reduce_range else
+              "int8 weights: 7 bits (reduce_range), since this CPU has no VNNI or it is unknown")
     int8_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as work:
         prepared = Path(work) / "prepared.onnx"
@@ -89,6 +100,7 @@ def quantize_int8(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=per_channel,
+            reduce_range=reduce_range,
             nodes_to_exclude=head_nodes(model),
             calibrate_method=CalibrationMethod.MinMax,
         )
