@@ -1,8 +1,11 @@
 """benchmark.py's settings checked, and its automatic values filled in for the CPU or GPU run."""
 
+import importlib.util
+
 from benchmarks.keras_backends import KERAS_BACKENDS
+from utils.backend import FRAMEWORKS
 from utils.config import Config
-from utils.settings import BENCHMARK_SECTIONS, check_settings
+from utils.settings import BENCHMARK_SECTIONS, SettingsError, check_settings
 
 # Slow or emulated backends left out by --quick.
 NOT_QUICK = ("tf_bf16", "tf_fp32_live")
@@ -39,9 +42,22 @@ def resolve(cfg: Config) -> Config:
     size = cfg.size or ([256] if quick else [512, 256])
     if quick:
         backends = [b for b in backends if b not in NOT_QUICK] or backends
+    if "backends" in sections:
+        check_installed(keras_backends)
     return cfg.replace(
         sections=sections, size=size, backends=backends,
         keras_backends=keras_backends or ["tensorflow"], eval_shape=cfg.eval_shape or [size[0]] * 2,
         repeats=cfg.repeats or (2 if quick else 5),
         train_repeats=cfg.train_repeats or (2 if quick else 3),
         json=cfg.json or "benchmark.json", md=cfg.md or "benchmark.md")
+
+
+def check_installed(keras_backends: list[str]) -> None:
+    """Stop before any timing when a Keras backend to compare is not installed here."""
+    for name in keras_backends:
+        if importlib.util.find_spec(name) is None:
+            needs = "requirements.txt" if name == "tensorflow" else f"requirements-{name}.txt"
+            raise SettingsError(
+                f"--backends {name}: {FRAMEWORKS[name]} is not installed in this environment; "
+                f"install it with pip install -r {needs} (make test installs JAX and PyTorch "
+                "into .venv), or leave it out of --backends.")

@@ -330,6 +330,17 @@ def test_command_line_help_and_errors():
     assert "error: the accuracy section needs --model_path" in error.stderr
 
 
+def test_a_keras_backend_that_is_not_installed_stops_before_any_timing(monkeypatch):
+    installed = {"tensorflow", "jax"}
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name in installed else None)
+    with pytest.raises(UserError, match=r"--backends torch: PyTorch is not installed in this "
+                                        r"environment; install it with pip install -r "
+                                        r"requirements-torch\.txt"):
+        settings("--backends", "tensorflow", "torch")
+    assert settings("--backends", "tensorflow", "jax").keras_backends == ["tensorflow", "jax"]
+
+
 def test_a_failed_child_raises_with_its_error():
     broken = start_child("train_step", {"size": 64})  # the spec lacks the batch
     unknown = start_child("no_such_kind", {})
