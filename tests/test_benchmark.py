@@ -276,7 +276,8 @@ def test_synthetic_batch_is_blocks_of_one_hot_classes():
     assert np.all(classes[:, :16, :16] == classes[:, :1, :1])
 
 
-def test_automatic_settings_follow_the_run():
+def test_automatic_settings_follow_the_run(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())  # all installed
     full = settings("--model_path", "w.h5", "--VOCdevkit_path", "VOC")
     assert "accuracy" in full.sections and "strategy" not in full.sections
     assert full.size == [512, 256] and full.eval_shape == [512, 512]
