@@ -33,6 +33,9 @@ def machine_info() -> dict:
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "cpu_flags": {flag: flag in flags for flag in CPU_FLAGS},
+        # oneDNN runs the convolutions and matmuls; this cap lowers its instruction set (and the
+        # roof) below what the flags say, e.g. SSE41 to stand in for a slower CPU
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
         "tensorflow": tf.__version__,
         "keras": keras.__version__,

@@ -57,6 +57,8 @@ def cpu_markdown(results: dict) -> str:
     """The CPU run: machine, roof, then a table per section that ran."""
     machine, settings = results["machine"], results["settings"]
     flags = ", ".join(f for f, present in machine["cpu_flags"].items() if present)
+    if machine.get("onednn_max_cpu_isa"):
+        flags += f"; oneDNN capped at {machine['onednn_max_cpu_isa']} by ONEDNN_MAX_CPU_ISA"
     parts = [
         "# Benchmark",
         f"{machine['cpu']}, {machine['cores']} cores ({flags}); TensorFlow "

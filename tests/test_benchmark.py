@@ -45,8 +45,8 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     results = json.loads(out_json.read_text())
     assert list(results) == ["machine", "settings", "roof", "inference", "predictor",
                              "training", "pipeline", "demo", "backends", "targets", "seconds"]
-    assert {"cpu", "cores", "cpu_flags", "gpus", "tensorflow", "keras", "onnxruntime",
-            "load_average_start", "load_average_end"} == set(results["machine"])
+    assert {"cpu", "cores", "cpu_flags", "onednn_max_cpu_isa", "gpus", "tensorflow", "keras",
+            "onnxruntime", "load_average_start", "load_average_end"} == set(results["machine"])
     assert results["settings"] == {"quick": True, "sizes": [64], "repeats": 1,
                                    "train_repeats": 1, "num_classes": 3, "backbone": "vgg",
                                    "weights": "random (seeded)"}
@@ -469,3 +469,21 @@ def test_only_out_of_memory_errors_count():
     assert is_out_of_memory(XlaRuntimeError("RESOURCE_EXHAUSTED: Out of memory"))
     assert not is_out_of_memory(XlaRuntimeError("INVALID_ARGUMENT: shapes"))
     assert not is_out_of_memory(ValueError("RESOURCE_EXHAUSTED"))
+
+
+@pytest.mark.parametrize("cap", [None, "SSE41"])
+def test_a_capped_onednn_is_reported_beside_the_cpu_flags(monkeypatch, cap):
+    """ONEDNN_MAX_CPU_ISA lowers the roof below what the flags suggest: the report says so."""
+    from benchmarks.cpu import machine_info
+    from benchmarks.report import cpu_markdown
+
+    if cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    machine = machine_info()
+    assert machine["onednn_max_cpu_isa"] == cap
+    heading = cpu_markdown({"machine": machine, "settings": {
+        "backbone": "vgg", "num_classes": 3, "weights": "random (seeded)"}}).splitlines()[2]
+    assert heading.startswith(f"{machine['cpu']}, {machine['cores']} cores (")
+    assert ("oneDNN capped at SSE41 by ONEDNN_MAX_CPU_ISA" in heading) == (cap is not None)
