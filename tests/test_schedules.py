@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import keras
 import pytest
 
-from utils.schedules import fit_learning_rates, get_lr_scheduler, make_optimizer
+from utils.optimizers import make_optimizer
+from utils.schedules import fit_learning_rates, get_lr_scheduler
 
 
 @pytest.mark.parametrize(
@@ -89,16 +90,6 @@ def test_fit_learning_rates_scales_sgd():
 def test_unknown_optimizer_type_is_rejected(call):
     with pytest.raises(ValueError, match=r"'adam', 'sgd'"):
         call()
-
-
-def test_make_optimizer():
-    adam = make_optimizer("adam", 1e-4, 0.9)
-    assert isinstance(adam, keras.optimizers.Adam)
-    assert adam.beta_1 == 0.9 and adam.beta_2 == 0.999 and adam.epsilon == 1e-7
-    sgd = make_optimizer("sgd", 1e-2, 0.8)
-    assert isinstance(sgd, keras.optimizers.SGD)
-    assert sgd.momentum == 0.8 and sgd.nesterov
-    assert float(sgd.learning_rate) == pytest.approx(1e-2)
 
 
 def test_keras_scheduler_callback_applies_schedule():

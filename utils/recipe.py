@@ -7,7 +7,8 @@ import keras
 import numpy as np
 
 from utils.losses import LossFn, build_loss, f_score
-from utils.schedules import fit_learning_rates, make_optimizer
+from utils.optimizers import make_optimizer
+from utils.schedules import fit_learning_rates
 
 
 def apply_weight_decay(model: keras.Model, weight_decay: float) -> None:

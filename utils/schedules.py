@@ -1,10 +1,8 @@
-"""Learning-rate scaling by batch size, the per-epoch cos/step schedules, and the optimizers."""
+"""Learning-rate scaling by batch size and the per-epoch cos/step schedules."""
 
 import dataclasses
 import math
 from collections.abc import Callable
-
-import keras
 
 OPTIMIZER_TYPES = ("adam", "sgd")
 LR_DECAY_TYPES = ("cos", "step")
@@ -113,12 +111,3 @@ def get_lr_scheduler(
         return StepSchedule(lr=lr, decay_rate=decay_rate, step_size=step_size)
     raise ValueError(f"Unknown lr_decay_type {lr_decay_type!r}; expected one of {LR_DECAY_TYPES}.")
 
-
-def make_optimizer(
-    optimizer_type: str, learning_rate: float, momentum: float
-) -> keras.optimizers.Optimizer:
-    """Builds Adam (momentum as beta_1) or Nesterov SGD, as the original trainer does."""
-    check_optimizer_type(optimizer_type)
-    if optimizer_type == "adam":
-        return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=momentum)
-    return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, nesterov=True)
