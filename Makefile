@@ -17,6 +17,10 @@ export MPLBACKEND ?= Agg
 # lowest val loss kept epoch 8 at 84.6% in one run, where epoch 6 had 85.3%. The run costs
 # 16.9 TFLOP (python benchmark.py --sections demo).
 # The demo writes only into DEMO_DATA and DEMO_OUT, folders of its own (see utils/demo_manifest.py).
+# TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512 VNNI, bf16 or AMX.
+# With AVX2 alone they trained the demo's ResNet50 at 64x64 1.6x faster but VGG at 512x512 1.4x
+# slower (docs/performance.md), so only the demo turns them on; TF_ENABLE_ONEDNN_OPTS=0 keeps
+# them off.
 DEMO_DATA := VOCdevkit/demo
 DEMO_OUT := logs/demo
 DEMO_IMAGES := 270
@@ -67,6 +71,7 @@ $(VENV)/.installed-%: requirements-%.txt constraints.txt $(VENV)/.installed
 	KERAS_BACKEND=$* $(PY) -c "import keras; print('keras on', keras.backend.backend())"
 	touch $@
 
+demo: export TF_ENABLE_ONEDNN_OPTS ?= 1
 demo: venv
 	$(PY) -m utils.demo_data --out $(DEMO_DATA) --num_images $(DEMO_IMAGES) --outputs $(DEMO_OUT)
 	$(PY) voc_annotation.py --VOCdevkit_path $(DEMO_DATA) $(DEMO_SPLIT)

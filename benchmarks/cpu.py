@@ -16,7 +16,7 @@ from benchmarks.report import write_results
 from benchmarks.strategy import bench_strategy
 from benchmarks.targets import CPU_TARGETS, evaluate
 from benchmarks.training import CONFIGS, bench_training
-from utils.machine import CPU_FLAGS, cpu_flags, cpu_has_bfloat16, cpu_name
+from utils.machine import CPU_FLAGS, cpu_flags, cpu_has_bfloat16, cpu_name, onednn_enabled
 
 
 def load_average() -> list[float]:
@@ -36,6 +36,7 @@ def machine_info() -> dict:
         # oneDNN runs the convolutions and matmuls; this cap lowers its instruction set (and the
         # roof) below what the flags say, e.g. SSE41 to stand in for a slower CPU
         "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "onednn": onednn_enabled(),
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
         "tensorflow": tf.__version__,
         "keras": keras.__version__,

@@ -1,6 +1,8 @@
 """What `make demo` computes: the arithmetic of its training run in TFLOP, counted from the
-Makefile's settings, and its unfrozen training step timed as a share of the matmul roof."""
+Makefile's settings, and its unfrozen training step, in the environment the demo target exports,
+timed as a share of the matmul roof."""
 
+import os
 import re
 import shlex
 from pathlib import Path
@@ -20,6 +22,14 @@ def demo_settings(makefile: Path = MAKEFILE) -> tuple[list[str], int, list[str]]
     values = dict(re.findall(r"^(DEMO_\w+)\s*:?=\s*(.*)$", text, flags=re.M))
     return (shlex.split(values["DEMO_TRAIN"]), int(values["DEMO_IMAGES"]),
             shlex.split(values.get("DEMO_SPLIT", "")))
+
+
+def demo_environment(makefile: Path = MAKEFILE) -> dict[str, str]:
+    """The variables the demo target exports (`demo: export NAME ?= value`), where the
+    environment does not set them already, as make does."""
+    text = makefile.read_text(encoding="utf-8")
+    exported = dict(re.findall(r"^demo:\s*export\s+(\w+)\s*\?=\s*(\S*)\s*$", text, flags=re.M))
+    return {name: os.environ.get(name, value) for name, value in exported.items()}
 
 
 def training_arithmetic(cfg: Any, num_train: int, num_val: int) -> dict:
@@ -77,8 +87,11 @@ def bench_demo(cfg: Any, roof: float | None) -> dict:
     spec = dict(size=list(demo.input_shape), batch=demo.Unfreeze_batch_size,
                 precision="float32", repeats=cfg.train_repeats, num_classes=demo.num_classes,
                 backbone=demo.backbone)
-    step = child_result(start_child("train_step", spec), f"demo training step {spec}")
+    exported = demo_environment()
+    step = child_result(start_child("train_step", spec, {**os.environ, **exported}),
+                        f"demo training step {spec}")
     result.update(shape="x".join(map(str, demo.input_shape)), backbone=demo.backbone,
+                  environment=" ".join(f"{name}={value}" for name, value in exported.items()),
                   batch=demo.Unfreeze_batch_size, step_s_min=step["s_min"],
                   step_gflops=step["gflops"], pct_roof=percent_of(step["gflops"], roof),
                   training_s_estimate=round(result["tflop"] * 1e3 / step["gflops"]))

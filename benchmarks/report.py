@@ -18,7 +18,7 @@ CPU_TABLES = [
     ("make demo: arithmetic of its training run, and its unfrozen step", "demo",
      ["shape", "backbone", "batch", "num_train", "num_val", "tflop", "frozen_tflop",
       "unfrozen_tflop", "unfrozen_step_gflop", "step_s_min", "step_gflops", "pct_roof",
-      "training_s_estimate"]),
+      "training_s_estimate", "environment"]),
     ("Val accuracy per backend", "accuracy",
      ["backend", "shape", "images", "mIoU", "mIoU_delta_points", "pixel_agreement",
       "s_per_image"]),
@@ -57,6 +57,8 @@ def cpu_markdown(results: dict) -> str:
     """The CPU run: machine, roof, then a table per section that ran."""
     machine, settings = results["machine"], results["settings"]
     flags = ", ".join(f for f, present in machine["cpu_flags"].items() if present)
+    if machine.get("onednn") is False:
+        flags += "; TensorFlow's oneDNN kernels off"
     if machine.get("onednn_max_cpu_isa"):
         flags += f"; oneDNN capped at {machine['onednn_max_cpu_isa']} by ONEDNN_MAX_CPU_ISA"
     parts = [

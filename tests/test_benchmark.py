@@ -3,6 +3,7 @@ their errors, the child processes, the targets table and the GPU run on any back
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,8 +46,10 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     results = json.loads(out_json.read_text())
     assert list(results) == ["machine", "settings", "roof", "inference", "predictor",
                              "training", "pipeline", "demo", "backends", "targets", "seconds"]
-    assert {"cpu", "cores", "cpu_flags", "onednn_max_cpu_isa", "gpus", "tensorflow", "keras",
-            "onnxruntime", "load_average_start", "load_average_end"} == set(results["machine"])
+    assert {"cpu", "cores", "cpu_flags", "onednn_max_cpu_isa", "onednn", "gpus", "tensorflow",
+            "keras", "onnxruntime", "load_average_start",
+            "load_average_end"} == set(results["machine"])
+    assert results["machine"]["onednn"] in (True, False)
     assert results["settings"] == {"quick": True, "sizes": [64], "repeats": 1,
                                    "train_repeats": 1, "num_classes": 3, "backbone": "vgg",
                                    "weights": "random (seeded)"}
@@ -75,6 +78,9 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     assert demo["step_gflops"] == pytest.approx(demo["unfrozen_step_gflop"] / demo["step_s_min"],
                                                 rel=0.02)
     assert 0 < demo["pct_roof"] < 150
+    # timed in the environment make demo exports
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1")
+    assert demo["environment"] == f"TF_ENABLE_ONEDNN_OPTS={onednn}"
     names = [t["target"] for t in results["targets"]]
     assert "make demo training TFLOP" in names
     assert "fp32 inference 64² % of roof" in names and "input pipeline images/s" in names
@@ -258,6 +264,25 @@ def test_make_demo_spends_at_most_half_the_first_demos_arithmetic():
     _, demo = demo_arithmetic()
     assert demo["num_train"] + demo["num_val"] == num_images and demo["num_val"] >= 50
     assert demo["tflop"] <= 17.75 and demo["frozen_tflop"] > 0  # a real two-phase run
+
+
+def test_the_demo_and_its_benchmark_run_with_onednn_unless_the_user_chose(monkeypatch):
+    """make demo exports TF_ENABLE_ONEDNN_OPTS=1 (a user's own value wins), and the benchmark
+    times the demo's step in the same environment."""
+    from benchmarks.demo import demo_environment
+
+    def demo_env(**env) -> str:  # make demo with a PY that prints the variable, then stops
+        result = subprocess.run(
+            ["make", "-o", "venv", "demo", "PY=printenv TF_ENABLE_ONEDNN_OPTS; false"],
+            cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env})
+        return result.stdout.splitlines()[1]
+
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    assert demo_environment() == {"TF_ENABLE_ONEDNN_OPTS": "1"}
+    assert demo_env() == "1"
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    assert demo_environment() == {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    assert demo_env() == "0"
 
 
 def test_time_call_warms_up_then_times():
@@ -487,3 +512,15 @@ def test_a_capped_onednn_is_reported_beside_the_cpu_flags(monkeypatch, cap):
         "backbone": "vgg", "num_classes": 3, "weights": "random (seeded)"}}).splitlines()[2]
     assert heading.startswith(f"{machine['cpu']}, {machine['cores']} cores (")
     assert ("oneDNN capped at SSE41 by ONEDNN_MAX_CPU_ISA" in heading) == (cap is not None)
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_tensorflows_onednn_kernels_off_are_reported(onednn):
+    """Without TensorFlow's oneDNN kernels convolutions run slower than the flags suggest."""
+    from benchmarks.cpu import machine_info
+    from benchmarks.report import cpu_markdown
+
+    machine = {**machine_info(), "onednn": onednn}
+    heading = cpu_markdown({"machine": machine, "settings": {
+        "backbone": "vgg", "num_classes": 3, "weights": "random (seeded)"}}).splitlines()[2]
+    assert ("TensorFlow's oneDNN kernels off" in heading) == (not onednn)

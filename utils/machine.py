@@ -30,6 +30,19 @@ def cpu_name() -> str:
                  if line.startswith("model name")), platform.processor() or platform.machine())
 
 
+def onednn_enabled() -> bool | None:
+    """Whether the loaded TensorFlow runs its oneDNN kernels; None if it cannot tell.
+
+    TensorFlow turns them on by itself where the CPU has AVX-512 VNNI, bf16 or AMX;
+    TF_ENABLE_ONEDNN_OPTS=1 or 0, set before TensorFlow loads, overrides that.
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def cpu_has_bfloat16() -> bool | None:
     """Whether the CPU has bfloat16 arithmetic (AVX512_BF16 or AMX); None if unknown.
 
