@@ -84,7 +84,8 @@ def onnx_export(spec: dict) -> dict:
 
 def make_predictor(backend: str, settings: dict, work: Path,
                    calibration: list[Path]) -> "Predictor":
-    """The predictor running one backend; ONNX models are exported once per input shape."""
+    """The predictor running one backend, in its steady state (frozen where it freezes); ONNX
+    models are exported once per input shape."""
     from utils.onnx_export import onnx_forward
     from utils.predictor import Predictor
     from utils.quantize import quantize_int8
@@ -92,8 +93,10 @@ def make_predictor(backend: str, settings: dict, work: Path,
     if backend == "tf_fp32_live":
         return Predictor(model=Predictor(**settings).model, **settings)
     if backend.startswith("tf"):
-        return Predictor(**settings, jit_compile=backend.endswith("xla"),
-                         precision="bfloat16" if backend == "tf_bf16" else "float32")
+        predictor = Predictor(**settings, jit_compile=backend.endswith("xla"),
+                              precision="bfloat16" if backend == "tf_bf16" else "float32")
+        predictor.settle()
+        return predictor
     h, w = settings["input_shape"]
     fp32_path = work / f"unet_{h}x{w}.onnx"
     if not fp32_path.is_file():

@@ -209,6 +209,30 @@ def test_bfloat16_precision_keeps_float32_probabilities(checkpoint, monkeypatch,
     assert np.mean(probs.argmax(-1) == reference.argmax(-1)) > 0.9
 
 
+def test_loaded_weights_are_frozen_once_the_calls_took_freeze_after_s(checkpoint, monkeypatch):
+    """Freezing costs seconds: a predictor reads its variables until its calls have taken
+    FREEZE_AFTER_S, then runs a graph with the weights as constants (the same output)."""
+    _, path = checkpoint
+    x = np.random.default_rng(5).uniform(-1, 1, (1, H, W, 3)).astype(np.float32)
+    unet = Unet(model_path=path, num_classes=C, input_shape=[H, W])
+    live = unet.forward(x)
+    assert not unet.forward.frozen  # a few calls: never kept waiting for the freeze
+
+    monkeypatch.setattr(unet.forward, "_freeze_after_s", 0.0)  # as if they had taken 10 s
+    np.testing.assert_allclose(unet.forward(x), live, atol=1e-5)
+    assert unet.forward.frozen
+    head = unet.model.get_layer("final_conv")
+    head.set_weights([-w for w in head.get_weights()])
+    np.testing.assert_allclose(unet.forward(x), live, atol=1e-5)  # constants, not variables
+
+    timed = Unet(model_path=path, num_classes=C, input_shape=[H, W])
+    assert timed.get_FPS(random_image((70, 50)), test_interval=1) > 0
+    assert timed.forward.frozen  # FPS is timed in the steady state
+    wrapped = Unet(model=unet.model, num_classes=C, input_shape=[H, W])
+    wrapped.settle()
+    assert not wrapped.forward.frozen  # training's model is read live, always
+
+
 def test_wrapped_model_is_read_live_while_loaded_weights_are_frozen(checkpoint):
     """Training's evaluation wraps a model whose weights change between epochs; a predictor
     built from a file freezes its weights into the graph (faster on CPU)."""

@@ -1,9 +1,9 @@
 """The predictor: letterbox an image, run the U-Net, crop, resize the probabilities back, argmax.
 
-`Predictor()` builds the model, loads `model_path` and freezes those weights into its inference
-graph; `Predictor(model=...)` wraps an in-memory model whose weights may change (training's
-evaluation) and `Predictor(forward=...)` any callable, e.g. an ONNX Runtime session, so every
-backend shares exactly the same pre- and post-processing.
+`Predictor()` builds the model, loads `model_path` and, once its calls have taken a few seconds,
+freezes those weights into its inference graph; `Predictor(model=...)` wraps an in-memory model
+whose weights may change (training's evaluation) and `Predictor(forward=...)` any callable, e.g.
+an ONNX Runtime session, so every backend shares exactly the same pre- and post-processing.
 """
 
 import colorsys
@@ -39,37 +39,65 @@ def class_colours(num_classes: int) -> np.ndarray:
     return np.array([[int(c * 255) for c in rgb] for rgb in hsv], np.uint8)
 
 
-def keras_forward(model: keras.Model, *, jit_compile: bool = False,
-                  freeze: bool = False) -> Forward:
+# Freezing the ResNet50 U-Net's weights into its graph took about 10 s on a 2-core CPU (the
+# conversion, then the first optimised call), so a predictor freezes only once its calls have
+# taken that long: a few images are not kept waiting, and a long run never loses more than that.
+FREEZE_AFTER_S = 10.0
+
+
+class TensorFlowForward:
     """A compiled inference call with a fixed (None, h, w, 3) signature, so it never retraces.
 
-    `freeze` bakes the current weights into the graph as constants. oneDNN then keeps the conv
-    kernels in its blocked layout instead of reading the plain one on every call, about 1.3x
-    faster on CPU. Only for weights that will not change afterwards.
-
-    On JAX and PyTorch, Keras' own predict step (jitted on JAX, eager under no_grad on PyTorch)
-    reads the variables on every call; `freeze` and `jit_compile` are TensorFlow's.
+    With `freeze`, the weights are baked into the graph as constants once the calls have taken
+    `freeze_after_s` seconds (0: at once). oneDNN then keeps the conv kernels in its blocked
+    layout instead of reading the plain one on every call, about 1.3x faster on CPU. Only for
+    weights that will not change afterwards.
     """
-    if not is_tensorflow():
-        return lambda batch: np.asarray(model.predict_on_batch(np.asarray(batch, np.float32)))
-    import tensorflow as tf
 
-    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-    call = tf.function(lambda x: model(x, training=False), input_signature=[spec],
-                       jit_compile=jit_compile)
-    run = call
-    if freeze and not jit_compile:
+    def __init__(self, model: keras.Model, *, jit_compile: bool = False, freeze: bool = False,
+                 freeze_after_s: float = 0.0):
+        import tensorflow as tf
+
+        self._tf = tf
+        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+        self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec],
+                                 jit_compile=jit_compile)
+        self._run = self._call
+        self._may_freeze = freeze and not jit_compile
+        self._freeze_after_s = freeze_after_s
+        self._seconds = 0.0
+        self.frozen = False
+
+    def freeze_now(self) -> None:
+        """Freeze at once if this call freezes at all (before timing it, for example)."""
+        if self.frozen or not self._may_freeze:
+            return
         from tensorflow.python.framework.convert_to_constants import (
             convert_variables_to_constants_v2,
         )
 
-        frozen = convert_variables_to_constants_v2(call.get_concrete_function())
-        run = lambda x: frozen(x)[0]  # noqa: E731
+        graph = convert_variables_to_constants_v2(self._call.get_concrete_function())
+        self._run = lambda x: graph(x)[0]
+        self.frozen = True
 
-    def forward(batch: np.ndarray) -> np.ndarray:
-        return run(tf.convert_to_tensor(batch, tf.float32)).numpy()
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if self._seconds >= self._freeze_after_s:
+            self.freeze_now()
+        start = time.perf_counter()
+        probabilities = self._run(self._tf.convert_to_tensor(batch, self._tf.float32)).numpy()
+        self._seconds += time.perf_counter() - start
+        return probabilities
 
-    return forward
+
+def keras_forward(model: keras.Model, *, jit_compile: bool = False, freeze: bool = False,
+                  freeze_after_s: float = 0.0) -> Forward:
+    """The model's inference call: `TensorFlowForward` on TensorFlow. On JAX and PyTorch, Keras'
+    own predict step (jitted on JAX, eager under no_grad on PyTorch) reads the variables on
+    every call; `freeze` and `jit_compile` are TensorFlow's."""
+    if not is_tensorflow():
+        return lambda batch: np.asarray(model.predict_on_batch(np.asarray(batch, np.float32)))
+    return TensorFlowForward(model, jit_compile=jit_compile, freeze=freeze,
+                             freeze_after_s=freeze_after_s)
 
 
 class Predictor:
@@ -114,8 +142,16 @@ class Predictor:
     @functools.cached_property
     def forward(self) -> Forward:
         """The compiled model call, built on first use (an export never needs it). Weights this
-        predictor loaded are frozen into it; a model it was given (training's) is read live."""
-        return keras_forward(self.model, jit_compile=self.jit_compile, freeze=self._owns_weights)
+        predictor loaded are frozen into it after FREEZE_AFTER_S seconds of calls; a model it
+        was given (training's) is read live."""
+        return keras_forward(self.model, jit_compile=self.jit_compile, freeze=self._owns_weights,
+                             freeze_after_s=FREEZE_AFTER_S)
+
+    def settle(self) -> None:
+        """Bring the model call to its steady state now (frozen, where it freezes), so that
+        timing it measures the steady speed."""
+        if isinstance(self.forward, TensorFlowForward):
+            self.forward.freeze_now()
 
     @classmethod
     def settings_of(cls, cfg: object) -> dict[str, Any]:
@@ -211,6 +247,7 @@ class Predictor:
         """Mean seconds per image for the model call, crop and argmax (as the original times)."""
         x, (_, _, nh, nw) = self._preprocess(cvtColor(image))
         batch = x[None]
+        self.settle()
         self._crop(self.forward(batch)[0], nh, nw).argmax(axis=-1)  # warm-up (traces once)
         start = time.perf_counter()
         for _ in range(test_interval):
