@@ -272,10 +272,11 @@ def test_the_demo_and_its_benchmark_run_with_onednn_unless_the_user_chose(monkey
     from benchmarks.demo import demo_environment
 
     def demo_env(**env) -> str:  # make demo with a PY that prints the variable, then stops
+        outer = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL")}
         result = subprocess.run(
-            ["make", "-o", "venv", "demo", "PY=printenv TF_ENABLE_ONEDNN_OPTS; false"],
-            cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env})
-        return result.stdout.splitlines()[1]
+            ["make", "-s", "-o", "venv", "demo", "PY=printenv TF_ENABLE_ONEDNN_OPTS; false"],
+            cwd=ROOT, capture_output=True, text=True, env={**outer, **env})
+        return result.stdout.strip()
 
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
     assert demo_environment() == {"TF_ENABLE_ONEDNN_OPTS": "1"}

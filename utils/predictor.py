@@ -39,9 +39,10 @@ def class_colours(num_classes: int) -> np.ndarray:
     return np.array([[int(c * 255) for c in rgb] for rgb in hsv], np.uint8)
 
 
-# Freezing the ResNet50 U-Net's weights into its graph took about 10 s on a 2-core CPU (the
+# Freezing the ResNet50 U-Net's weights into its graph took about 11 s on a 2-core CPU (the
 # conversion, then the first optimised call), so a predictor freezes only once its calls have
-# taken that long: a few images are not kept waiting, and a long run never loses more than that.
+# taken 10 s: a few images are not kept waiting, and a long run spends at most those 10 s on
+# the slower, unfrozen calls.
 FREEZE_AFTER_S = 10.0
 
 
