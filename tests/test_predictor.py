@@ -235,10 +235,12 @@ def test_loaded_weights_are_frozen_once_the_calls_took_freeze_after_s(checkpoint
 
 def test_wrapped_model_is_read_live_while_loaded_weights_are_frozen(checkpoint):
     """Training's evaluation wraps a model whose weights change between epochs; a predictor
-    built from a file freezes its weights into the graph (faster on CPU)."""
+    built from a file freezes its weights into the graph (faster on CPU), here at once."""
     model, path = checkpoint
     live = Unet(model=model, num_classes=C, input_shape=[H, W])
     frozen = Unet(model_path=path, num_classes=C, input_shape=[H, W])
+    frozen.settle()
+    assert frozen.forward.frozen
     x = np.random.default_rng(4).uniform(-1, 1, (2, H, W, 3)).astype(np.float32)
     np.testing.assert_allclose(frozen.forward(x), live.forward(x), atol=1e-5)
 
